@@ -1,0 +1,27 @@
+# The two commands of the README: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := contracts data-sidecar dummy-job workflow-api
+
+.PHONY: run test lint typecheck install
+run: install
+	$(BIN)/workflow-api dev
+
+test: install lint typecheck
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy contracts/workflow_contracts workflow-api/workflow_api data-sidecar/data_sidecar dummy-job/dummy_job
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt $(foreach p,$(PACKAGES),-e ./$(p))
+	touch $@

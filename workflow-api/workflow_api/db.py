@@ -1,0 +1,99 @@
+"""Persisted state of one workflow-api: grants, uploads, jobs (SQLModel; SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, event
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, SQLModel, create_engine
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they were stored as UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _timestamp(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index)
+    )
+
+
+class JobStatus(StrEnum):
+    ACCEPTED = "accepted"
+    RUNNING = "running"
+    SUCCESSFUL = "successful"
+    FAILED = "failed"
+    DISMISSED = "dismissed"
+
+    @property
+    def finished(self) -> bool:
+        return self in {JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.DISMISSED}
+
+
+class Grant(SQLModel, table=True):
+    __tablename__ = "grants"
+
+    asset_id: str = Field(primary_key=True)
+    agreement_id: str | None = None
+    granted_at: datetime = _timestamp()
+    expires_at: datetime | None = _timestamp(nullable=True)
+
+
+class Upload(SQLModel, table=True):
+    __tablename__ = "uploads"
+
+    id: str = Field(primary_key=True)
+    filename: str
+    media_type: str
+    size: int
+    sha256: str
+    created: datetime = _timestamp(index=True)
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+
+    id: str = Field(primary_key=True)
+    process_id: str = Field(index=True)
+    status: JobStatus = Field(index=True)
+    message: str = ""
+    progress: int = 0
+    created: datetime = _timestamp(index=True)
+    started: datetime | None = _timestamp(nullable=True)
+    finished: datetime | None = _timestamp(nullable=True)
+    updated: datetime = _timestamp()
+    launch: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    subscriber: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    results: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    stored_bytes: int = 0
+    process_group: int | None = None
+    process_start_ticks: int | None = None
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    SQLModel.metadata.create_all(engine, tables=[_table(m) for m in (Grant, Upload, Job)])
+    return engine
+
+
+def _table(model: type[SQLModel]) -> Any:
+    return model.__table__  # type: ignore[attr-defined]
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

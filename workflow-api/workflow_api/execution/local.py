@@ -1,0 +1,195 @@
+"""The local job runner: each job as plain processes on this machine.
+
+Per job: `data-sidecar stage-in` (in a worker thread) → the asset's local command in its own
+process group with a timeout, its progress file relayed → `data-sidecar push-out` (worker thread),
+which runs whether the worker succeeded or failed. Cancelling kills the whole process group
+(SIGTERM, then SIGKILL after a grace period) before the cancellation completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from data_sidecar import push_out, stage_in
+from data_sidecar.errors import SidecarError
+from workflow_api.execution.runner import JobRun, Outcome, ProcessIdentity
+from workflow_contracts.workspace import (
+    INPUTS_DIR,
+    INPUTS_DIR_ENV,
+    OUTPUTS_DIR,
+    OUTPUTS_DIR_ENV,
+    PROGRESS_FILE_ENV,
+    WORKSPACE_ENV,
+    parse_progress_line,
+)
+
+log = logging.getLogger(__name__)
+
+PUSH_OUT_ON_CANCEL_SECONDS = 10.0
+
+
+class LocalJobRunner:
+    def __init__(self, work_dir: Path, *, grace_seconds: float, poll_seconds: float) -> None:
+        self._work_dir = work_dir
+        self._grace_seconds = grace_seconds
+        self._poll_seconds = poll_seconds
+
+    def _workspace(self, job_id: str) -> Path:
+        return self._work_dir / job_id
+
+    def _log_path(self, job_id: str) -> Path:
+        return self._work_dir / f"{job_id}.log"
+
+    def live_log(self, job_id: str) -> Path | None:
+        path = self._log_path(job_id)
+        return path if path.exists() else None
+
+    async def run(self, job: JobRun) -> Outcome:
+        workspace = self._workspace(job.job_id)
+        log_path = self._log_path(job.job_id)
+        shutil.rmtree(workspace, ignore_errors=True)
+        workspace.mkdir(parents=True)
+        try:
+            exit_code, error = await self._stage_and_work(job, workspace, log_path)
+            report = await asyncio.to_thread(push_out, job.manifest, workspace, log_path)
+            return Outcome(exit_code=exit_code, error=error, report=report)
+        except asyncio.CancelledError:
+            await self._push_log_after_cancel(job, workspace, log_path)
+            raise
+        finally:
+            shutil.rmtree(workspace, ignore_errors=True)
+            log_path.unlink(missing_ok=True)
+
+    async def _stage_and_work(
+        self, job: JobRun, workspace: Path, log_path: Path
+    ) -> tuple[int | None, str | None]:
+        try:
+            await asyncio.to_thread(stage_in, job.manifest, workspace)
+        except SidecarError as error:
+            _append(log_path, f"[stage-in] {error}\n")
+            return None, f"stage-in failed: {error}"
+        assert job.asset.local is not None
+        timeout = job.asset.execution.timeout_seconds
+        progress_file = workspace / ".progress"
+        progress_file.touch()
+        env = {
+            **_base_environment(),
+            **job.asset.local.env,
+            **job.env,
+            WORKSPACE_ENV: str(workspace),
+            INPUTS_DIR_ENV: str(workspace / INPUTS_DIR),
+            OUTPUTS_DIR_ENV: str(workspace / OUTPUTS_DIR),
+            PROGRESS_FILE_ENV: str(progress_file),
+        }
+        with log_path.open("ab") as log_file:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *job.asset.local.command,
+                    cwd=workspace,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as error:
+                _append(log_path, f"[runner] cannot start the worker: {error}\n")
+                return None, f"the worker could not be started: {error}"
+        identity = ProcessIdentity(process.pid, _start_ticks(process.pid) or 0)
+        await job.on_started(identity)
+        relay = asyncio.create_task(self._relay_progress(progress_file, job))
+        try:
+            exit_code = await asyncio.wait_for(process.wait(), timeout)
+            return exit_code, None
+        except TimeoutError:
+            _append(log_path, f"[runner] timed out after {timeout} s; stopping the worker\n")
+            return None, f"the job timed out after {timeout} s"
+        finally:
+            relay.cancel()
+            await _stop_group(process, self._grace_seconds)
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+
+    async def _relay_progress(self, progress_file: Path, job: JobRun) -> None:
+        position = 0
+        last: tuple[int, str] | None = None
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            try:
+                with progress_file.open("rb") as handle:
+                    handle.seek(position)
+                    chunk = handle.read(1 << 16)
+            except OSError:
+                continue
+            complete, _, _ = chunk.rpartition(b"\n")
+            if not complete:
+                continue
+            position += len(complete) + 1
+            for line in complete.decode("utf-8", "replace").splitlines():
+                parsed = parse_progress_line(line)
+                if parsed is not None:
+                    last = parsed
+            if last is not None:
+                await job.on_progress(*last)
+
+    async def _push_log_after_cancel(self, job: JobRun, workspace: Path, log_path: Path) -> None:
+        """Keep the log of a dismissed job; outputs are not wanted any more."""
+        manifest = job.manifest.model_copy(update={"outputs": [], "report_url": None})
+        _append(log_path, "[runner] the job was dismissed\n")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                asyncio.shield(asyncio.to_thread(push_out, manifest, workspace, log_path)),
+                PUSH_OUT_ON_CANCEL_SECONDS,
+            )
+
+    def abandon(self, job_id: str, identity: ProcessIdentity | None) -> None:
+        if identity is not None and _start_ticks(identity.process_group) == identity.start_ticks:
+            log.warning("stopping leftover processes of job %s", job_id)
+            _signal_group(identity.process_group, signal.SIGKILL)
+        shutil.rmtree(self._workspace(job_id), ignore_errors=True)
+        self._log_path(job_id).unlink(missing_ok=True)
+
+
+def _base_environment() -> dict[str, str]:
+    """A small, predictable environment; the runtime's own bin directory first on PATH."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    keep = {name: os.environ[name] for name in ("LANG", "LC_ALL", "TZ") if name in os.environ}
+    return {"PATH": path, "HOME": os.environ.get("HOME", "/tmp"), **keep}  # noqa: S108
+
+
+async def _stop_group(process: asyncio.subprocess.Process, grace_seconds: float) -> None:
+    """SIGTERM the job's process group, SIGKILL what is left after the grace period."""
+    group = process.pid
+    if process.returncode is None:
+        _signal_group(group, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(process.wait()), grace_seconds)
+    _signal_group(group, signal.SIGKILL)
+    await process.wait()
+
+
+def _signal_group(group: int, signal_number: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signal_number)
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def _append(path: Path, text: str) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(text)

@@ -1,0 +1,412 @@
+"""The JobManager: persisted job state, a FIFO queue with a running-jobs limit, dismissal, recovery.
+
+Routes (threads) call `submit`, `dismiss`, `remove`; the scheduler and the jobs run as tasks on the
+event loop owned by the app's lifespan. Every status change is a conditional update in the
+database (`accepted → running` only if still accepted, ...), so a dismissal racing a start is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import tempfile
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from workflow_api.db import Job, JobStatus, utcnow
+from workflow_api.errors import NoSuchJobError
+from workflow_api.execution.notifications import Notifier
+from workflow_api.execution.runner import JobRun, JobRunner, Outcome, ProcessIdentity
+from workflow_api.inputs import Launch, Subscriber
+from workflow_api.ogc import results_document, status_info
+from workflow_api.storage import base as keys
+from workflow_api.storage.base import ObjectStore
+from workflow_contracts.asset import WorkflowAsset
+from workflow_contracts.manifest import ArchiveLimits, JobManifest, OutputTarget, StagedInput
+from workflow_contracts.workspace import literal_env_name
+
+log = logging.getLogger(__name__)
+
+RESTARTED_MESSAGE = "the workflow-api restarted while this job was running; the job was stopped"
+Catalog = Callable[[str], WorkflowAsset | None]
+
+
+class JobManager:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        catalog: Catalog,
+        store: ObjectStore,
+        runner: JobRunner,
+        notifier: Notifier,
+        base_url: str,
+        max_running: int,
+        signed_url_ttl: timedelta,
+        archive_limits: ArchiveLimits,
+    ) -> None:
+        self._engine = engine
+        self._catalog = catalog
+        self._store = store
+        self._runner = runner
+        self._notifier = notifier
+        self._base_url = base_url
+        self._max_running = max_running
+        self._ttl = signed_url_ttl
+        self._archive_limits = archive_limits
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._dismissing: set[str] = set()
+        self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduler: asyncio.Task[None] | None = None
+
+    # --- lifecycle (event loop) ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._recover)
+        self._scheduler = asyncio.create_task(self._schedule(), name="job-scheduler")
+        self._wakeup.set()
+
+    async def stop(self) -> None:
+        """Stop scheduling and running; jobs left `running` are recovered at the next start."""
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            await asyncio.gather(self._scheduler, return_exceptions=True)
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- called from request threads -----------------------------------------------------------
+
+    def submit(self, asset: WorkflowAsset, launch: Launch, subscriber: Subscriber | None) -> Job:
+        job_id = str(uuid.uuid4())
+        for source in launch.files:
+            if source.inline_text is not None:
+                self._store_inline(job_id, source.id, source.inline_text)
+        now = utcnow()
+        job = Job(
+            id=job_id,
+            process_id=asset.id,
+            status=JobStatus.ACCEPTED,
+            message="queued",
+            created=now,
+            updated=now,
+            launch=launch.model_dump(mode="json"),
+            subscriber=subscriber.model_dump(mode="json", exclude_none=True)
+            if subscriber
+            else None,
+        )
+        with Session(self._engine) as session:
+            session.add(job)
+            session.commit()
+            session.refresh(job)
+        log.info("job %s accepted for process %s", job_id, asset.id)
+        self._wake()
+        return job
+
+    def get(self, job_id: str) -> Job:
+        with Session(self._engine) as session:
+            job = session.get(Job, job_id)
+        if job is None:
+            raise NoSuchJobError(f"no job {job_id!r}")
+        return job
+
+    def dismiss(self, job_id: str) -> Job:
+        """accepted → dismissed at once; running → stopped for real, then dismissed."""
+        if self._transition(job_id, {JobStatus.ACCEPTED}, JobStatus.DISMISSED, "dismissed"):
+            self._notify_finished(self.get(job_id))
+            return self.get(job_id)
+        if self.get(job_id).status is JobStatus.RUNNING:
+            self._call_on_loop(self._cancel_running(job_id))
+        return self.get(job_id)
+
+    def remove(self, job_id: str) -> None:
+        """Delete a finished job and everything it stored."""
+        job = self.get(job_id)
+        self._store.delete_prefix(keys.job_prefix(job.id))
+        with Session(self._engine) as session:
+            stored = session.get(Job, job_id)
+            if stored is not None:
+                session.delete(stored)
+                session.commit()
+        log.info("job %s removed", job_id)
+
+    def dismiss_process(self, process_id: str) -> int:
+        """Dismiss every unfinished job of a process (its grant was revoked)."""
+        with Session(self._engine) as session:
+            job_ids = list(
+                session.exec(
+                    select(Job.id).where(
+                        Job.process_id == process_id,
+                        col(Job.status).in_([JobStatus.ACCEPTED, JobStatus.RUNNING]),
+                    )
+                )
+            )
+        for job_id in job_ids:
+            self.dismiss(job_id)
+        return len(job_ids)
+
+    def live_log(self, job_id: str) -> Any:
+        return self._runner.live_log(job_id)
+
+    # --- scheduling (event loop) ---------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    def _call_on_loop(self, coroutine: Any) -> None:
+        assert self._loop is not None, "the job manager is not started"
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=120)
+
+    async def _schedule(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while len(self._running) < self._max_running:
+                job_id = await asyncio.to_thread(self._next_queued, set(self._running))
+                if job_id is None:
+                    break
+                task = asyncio.create_task(self._execute(job_id), name=f"job-{job_id}")
+                self._running[job_id] = task
+                task.add_done_callback(functools.partial(self._finished_task, job_id))
+
+    def _finished_task(self, job_id: str, _task: asyncio.Task[None]) -> None:
+        self._running.pop(job_id, None)
+        self._dismissing.discard(job_id)
+        self._wakeup.set()
+
+    def _next_queued(self, exclude: set[str]) -> str | None:
+        with Session(self._engine) as session:
+            query = (
+                select(Job.id)
+                .where(Job.status == JobStatus.ACCEPTED, col(Job.id).not_in(exclude))
+                .order_by(col(Job.created), col(Job.id))
+                .limit(1)
+            )
+            return session.exec(query).first()
+
+    async def _cancel_running(self, job_id: str) -> None:
+        task = self._running.get(job_id)
+        if task is None:
+            return
+        self._dismissing.add(job_id)
+        task.cancel()
+        await asyncio.wait([task])
+
+    async def _execute(self, job_id: str) -> None:
+        started = await asyncio.to_thread(
+            self._transition, job_id, {JobStatus.ACCEPTED}, JobStatus.RUNNING, "running"
+        )
+        if not started:
+            return
+        job = await asyncio.to_thread(self.get, job_id)
+        asset = self._catalog(job.process_id)
+        if asset is None or asset.local is None:
+            await self._finish(job_id, JobStatus.FAILED, "the process is no longer available", None)
+            return
+        self._notify(job, "inProgressUri", status_info(job, self._base_url))
+        launch = Launch.model_validate(job.launch)
+        run = JobRun(
+            job_id=job_id,
+            asset=asset,
+            manifest=self._manifest(job_id, asset, launch),
+            env=_worker_env(launch),
+            on_progress=lambda percent, message: asyncio.to_thread(
+                self._record_progress, job_id, percent, message
+            ),
+            on_started=lambda identity: asyncio.to_thread(self._record_process, job_id, identity),
+        )
+        try:
+            outcome = await self._runner.run(run)
+        except asyncio.CancelledError:
+            if job_id in self._dismissing:
+                await self._finish(job_id, JobStatus.DISMISSED, "dismissed", None)
+            raise
+        except Exception as error:
+            log.exception("job %s: the runner failed", job_id)
+            outcome = Outcome(exit_code=None, error=f"internal error: {error}", report=None)
+        status, message, results = _judge(asset, outcome)
+        await self._finish(job_id, status, message, results)
+
+    # --- persistence helpers (threads) ---------------------------------------------------------
+
+    def _transition(
+        self, job_id: str, allowed: set[JobStatus], target: JobStatus, message: str
+    ) -> bool:
+        now = utcnow()
+        values: dict[str, Any] = {"status": target, "message": message, "updated": now}
+        if target is JobStatus.RUNNING:
+            values["started"] = now
+        if target.finished:
+            values["finished"] = now
+        with Session(self._engine) as session:
+            result = session.exec(
+                update(Job)
+                .where(col(Job.id) == job_id, col(Job.status).in_(allowed))
+                .values(**values)
+            )
+            session.commit()
+            changed: bool = result.rowcount == 1
+        if changed:
+            log.info("job %s is %s: %s", job_id, target.value, message)
+        return changed
+
+    async def _finish(
+        self, job_id: str, status: JobStatus, message: str, results: dict[str, Any] | None
+    ) -> None:
+        def persist() -> Job | None:
+            now = utcnow()
+            with Session(self._engine) as session:
+                job = session.get(Job, job_id)
+                if job is None or job.status.finished:
+                    return None
+                job.status, job.message, job.updated, job.finished = status, message, now, now
+                if status is JobStatus.SUCCESSFUL:
+                    job.progress = 100
+                job.results = results
+                job.stored_bytes = self._stored_bytes(job_id, results)
+                session.add(job)
+                session.commit()
+                session.refresh(job)
+                return job
+
+        job = await asyncio.to_thread(persist)
+        if job is not None:
+            log.info("job %s is %s: %s", job_id, status.value, message)
+            self._notify_finished(job)
+
+    def _stored_bytes(self, job_id: str, results: dict[str, Any] | None) -> int:
+        outputs = sum(int(stored["size"]) for stored in (results or {}).values())
+        return outputs + (self._store.size(keys.log_key(job_id)) or 0)
+
+    def _record_progress(self, job_id: str, percent: int, message: str) -> None:
+        with Session(self._engine) as session:
+            session.exec(
+                update(Job)
+                .where(col(Job.id) == job_id, col(Job.status) == JobStatus.RUNNING)
+                .values(progress=percent, message=message or "running", updated=utcnow())
+            )
+            session.commit()
+
+    def _record_process(self, job_id: str, identity: ProcessIdentity) -> None:
+        with Session(self._engine) as session:
+            session.exec(
+                update(Job)
+                .where(col(Job.id) == job_id)
+                .values(
+                    process_group=identity.process_group,
+                    process_start_ticks=identity.start_ticks,
+                )
+            )
+            session.commit()
+
+    def _recover(self) -> None:
+        """Jobs that were running when the API stopped are stopped and failed; queued ones stay."""
+        with Session(self._engine) as session:
+            running = list(session.exec(select(Job).where(Job.status == JobStatus.RUNNING)))
+        for job in running:
+            identity = None
+            if job.process_group is not None and job.process_start_ticks is not None:
+                identity = ProcessIdentity(job.process_group, job.process_start_ticks)
+            self._runner.abandon(job.id, identity)
+            self._transition(job.id, {JobStatus.RUNNING}, JobStatus.FAILED, RESTARTED_MESSAGE)
+
+    def _store_inline(self, job_id: str, input_id: str, text: str) -> None:
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False) as handle:
+            handle.write(text)
+        self._store.put_file(keys.inline_input_key(job_id, input_id), Path(handle.name))
+
+    # --- documents -------------------------------------------------------------------------------
+
+    def _manifest(self, job_id: str, asset: WorkflowAsset, launch: Launch) -> JobManifest:
+        def signed(method: keys.SignedMethod, key: str) -> str:
+            return self._store.signed_url(method, key, self._ttl)
+
+        inputs = []
+        for source in launch.files:
+            if source.upload_id is not None:
+                url = signed("GET", keys.upload_key(source.upload_id))
+            elif source.inline_text is not None:
+                url = signed("GET", keys.inline_input_key(job_id, source.id))
+            else:
+                assert source.url is not None
+                url = source.url
+            inputs.append(
+                StagedInput(
+                    id=source.id,
+                    kind=source.kind,
+                    url=url,
+                    size=source.size,
+                    sha256=source.sha256,
+                    max_size=source.max_size,
+                )
+            )
+        return JobManifest(
+            job_id=job_id,
+            inputs=inputs,
+            literals=launch.literals,
+            outputs=[
+                OutputTarget(id=o.id, kind=o.kind, url=signed("PUT", keys.output_key(job_id, o.id)))
+                for o in asset.outputs
+            ],
+            log_url=signed("PUT", keys.log_key(job_id)),
+            archive_limits=self._archive_limits,
+        )
+
+    def _notify(self, job: Job, uri_name: str, body: dict[str, Any]) -> None:
+        uri = (job.subscriber or {}).get(uri_name)
+        if uri and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._notifier.send, job.id, uri, body)
+
+    def _notify_finished(self, job: Job) -> None:
+        if job.status is JobStatus.SUCCESSFUL:
+            self._notify(job, "successUri", results_document(job, self._base_url))
+        else:
+            self._notify(job, "failedUri", status_info(job, self._base_url))
+
+
+def _worker_env(launch: Launch) -> dict[str, str]:
+    env = dict(launch.env)
+    for input_id, value in launch.literals.items():
+        text = json.dumps(value) if isinstance(value, bool) else str(value)
+        env[literal_env_name(input_id)] = text
+    return env
+
+
+def _judge(asset: WorkflowAsset, outcome: Outcome) -> tuple[JobStatus, str, dict[str, Any] | None]:
+    report = outcome.report
+    results = None
+    if report is not None:
+        results = {
+            output_id: {
+                "size": pushed.size,
+                "sha256": pushed.sha256,
+                "media_type": output.delivered_media_type,
+            }
+            for output_id, pushed in report.pushed.items()
+            if (output := asset.output(output_id)) is not None
+        }
+    if outcome.error is not None:
+        return JobStatus.FAILED, outcome.error, results
+    if outcome.exit_code != 0:
+        return JobStatus.FAILED, f"the worker exited with code {outcome.exit_code}", results
+    if report is None:
+        return JobStatus.FAILED, "the outputs were not stored", results
+    if report.failed:
+        failed = ", ".join(f"{i!r} ({reason})" for i, reason in sorted(report.failed.items()))
+        return JobStatus.FAILED, f"outputs could not be stored: {failed}", results
+    if report.missing:
+        missing = ", ".join(repr(i) for i in report.missing)
+        return JobStatus.FAILED, f"declared outputs were not produced: {missing}", results
+    return JobStatus.SUCCESSFUL, "finished", results

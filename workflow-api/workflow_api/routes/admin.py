@@ -1,0 +1,53 @@
+"""`/admin` (admin scope; used by the provisioner): grant and revoke assets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+from workflow_api.db import Grant
+from workflow_api.deps import AdminDep, ServicesDep
+from workflow_api.ogc import iso_time
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+class GrantRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agreement_id: str | None = None
+    expires_at: datetime | None = None
+
+
+def grant_document(grant: Grant) -> dict[str, Any]:
+    return {
+        "assetId": grant.asset_id,
+        "agreementId": grant.agreement_id,
+        "grantedAt": iso_time(grant.granted_at),
+        "expiresAt": iso_time(grant.expires_at),
+    }
+
+
+@router.get("/grants")
+def list_grants(services: ServicesDep, _: AdminDep) -> dict[str, Any]:
+    return {"grants": [grant_document(g) for g in services.assets.grants()]}
+
+
+@router.put("/grants/{asset_id}")
+def put_grant(
+    asset_id: str, body: GrantRequest, services: ServicesDep, _: AdminDep
+) -> dict[str, Any]:
+    grant = services.assets.grant(
+        asset_id, agreement_id=body.agreement_id, expires_at=body.expires_at
+    )
+    return grant_document(grant)
+
+
+@router.delete("/grants/{asset_id}")
+def revoke_grant(asset_id: str, services: ServicesDep, _: AdminDep) -> dict[str, Any]:
+    """The asset disappears at once; its queued and running jobs are dismissed."""
+    revoked = services.assets.revoke(asset_id)
+    dismissed = services.jobs.dismiss_process(asset_id)
+    return {"assetId": asset_id, "revoked": revoked, "dismissedJobs": dismissed}

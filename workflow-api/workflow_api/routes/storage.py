@@ -1,0 +1,250 @@
+"""Signed-URL access to the filesystem store: `GET` (with Range) and `PUT` on `/storage/{key}`.
+
+These routes take no bearer token: the `method`, `expires` and `signature` query parameters made
+by `FilesystemStore.signed_url` are the authorisation (see `workflow_api.storage.signing`). They
+answer 404 when the app's store is not a `FilesystemStore` (S3 serves its own presigned URLs).
+
+Refusals, as `application/problem+json`: invalid key 400; unsigned, tampered or signed for
+another method 403 (`invalid-signature`); expired 403 (`expired-signature`); no such object 404;
+unsatisfiable range 416.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import stat
+import tempfile
+from collections.abc import AsyncIterator
+from io import FileIO
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
+from workflow_api.errors import PROBLEM_MEDIA_TYPE, PROJECT_EXCEPTIONS
+from workflow_api.storage.base import InvalidKeyError, check_key
+from workflow_api.storage.filesystem import FilesystemStore
+from workflow_api.storage.signing import ExpiredSignedUrlError, InvalidSignedUrlError
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["storage"])
+
+CHUNK_SIZE = 1024**2
+WRITE_BATCH_SIZE = 4 * 1024**2
+_BYTE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+
+SignedQuery = Annotated[str | None, Query()]
+
+
+class RangeNotSatisfiableError(ValueError):
+    """The Range header asks only for bytes past the end of the object."""
+
+
+class _Refusal(Exception):
+    def __init__(
+        self, status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.response = problem(status, slug, title, detail, headers)
+
+
+def problem(
+    status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """An RFC 7807 problem response with a project `type` URI ending in `slug`."""
+    body = {
+        "type": f"{PROJECT_EXCEPTIONS}/{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def parse_byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The `(start, end)` (end exclusive) of a single-range `Range` header, or None for all.
+
+    Multiple ranges, other units and malformed headers are ignored (the whole object is sent),
+    as RFC 9110 §14.2 allows. Raises `RangeNotSatisfiableError` for a well-formed range that
+    selects no byte.
+    """
+    match = _BYTE_RANGE.fullmatch(header.strip()) if header else None
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # suffix: the last N bytes
+        length = int(last)
+        if length == 0 or size == 0:
+            raise RangeNotSatisfiableError(header)
+        return max(0, size - length), size
+    start = int(first)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        raise RangeNotSatisfiableError(header)
+    end = min(int(last) + 1, size) if last else size
+    return start, end
+
+
+@router.get("/storage/{key:path}", summary="Download an object with a signed URL")
+async def get_object(
+    request: Request,
+    key: str,
+    method: SignedQuery = None,
+    expires: SignedQuery = None,
+    signature: SignedQuery = None,
+) -> Response:
+    try:
+        store = _authorise(request, key, "GET", method=method, expires=expires, signature=signature)
+        file, status = await anyio.to_thread.run_sync(_open_object, store, key)
+    except _Refusal as refusal:
+        return refusal.response
+    size = status.st_size
+    etag = f'"{status.st_ino:x}-{status.st_mtime_ns:x}-{size:x}"'
+    headers = {"accept-ranges": "bytes", "etag": etag}
+    range_header = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range != etag:
+        range_header = None
+    try:
+        byte_range = parse_byte_range(range_header, size)
+    except RangeNotSatisfiableError:
+        file.close()
+        return problem(
+            416,
+            "range-not-satisfiable",
+            "Range not satisfiable",
+            f"the object has {size} bytes; the range {range_header!r} selects none of them",
+            headers={"content-range": f"bytes */{size}"},
+        )
+    start, end = byte_range or (0, size)
+    headers["content-length"] = str(end - start)
+    if byte_range is not None:
+        headers["content-range"] = f"bytes {start}-{end - 1}/{size}"
+    return StreamingResponse(
+        _read_chunks(file, start, end),
+        status_code=206 if byte_range is not None else 200,
+        headers=headers,
+        media_type="application/octet-stream",
+    )
+
+
+@router.put("/storage/{key:path}", summary="Upload an object with a signed URL")
+async def put_object(
+    request: Request,
+    key: str,
+    method: SignedQuery = None,
+    expires: SignedQuery = None,
+    signature: SignedQuery = None,
+) -> Response:
+    try:
+        store = _authorise(request, key, "PUT", method=method, expires=expires, signature=signature)
+    except _Refusal as refusal:
+        return refusal.response
+    incoming = await anyio.to_thread.run_sync(store.incoming_dir)
+    file, temporary = await anyio.to_thread.run_sync(_create_temporary, incoming)
+    try:
+        try:
+            batch = bytearray()
+            async for chunk in request.stream():
+                batch += chunk
+                if len(batch) >= WRITE_BATCH_SIZE:
+                    await anyio.to_thread.run_sync(file.write, batch)
+                    batch = bytearray()
+            await anyio.to_thread.run_sync(file.write, batch)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(file.close)
+        await anyio.to_thread.run_sync(store.put_file, key, temporary)
+    except ClientDisconnect:
+        log.info("upload of object %s was interrupted by the client", key)
+        return problem(400, "upload-interrupted", "Upload interrupted", "the body was cut short")
+    except InvalidKeyError as error:
+        return problem(400, "invalid-parameter-value", "Invalid object key", str(error))
+    except (IsADirectoryError, NotADirectoryError, FileExistsError):
+        detail = f"the key {key!r} clashes with the path of another object"
+        return problem(409, "conflict", "Conflict", detail)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(functools.partial(temporary.unlink, missing_ok=True))
+    return Response(status_code=200)
+
+
+def _authorise(
+    request: Request,
+    key: str,
+    http_method: str,
+    *,
+    method: str | None,
+    expires: str | None,
+    signature: str | None,
+) -> FilesystemStore:
+    store = getattr(getattr(request.app.state, "services", None), "store", None)
+    if not isinstance(store, FilesystemStore):
+        raise _Refusal(404, "not-found", "Not found", "this API does not serve storage URLs")
+    try:
+        check_key(key)
+    except InvalidKeyError as error:
+        raise _Refusal(400, "invalid-parameter-value", "Invalid object key", str(error)) from None
+    if method is None or expires is None or signature is None:
+        detail = "the URL is not signed: method, expires and signature are required"
+        raise _Refusal(403, "invalid-signature", "Invalid signature", detail)
+    if method != http_method:
+        detail = f"the URL is signed for {method}, not {http_method}"
+        raise _Refusal(403, "invalid-signature", "Invalid signature", detail)
+    try:
+        store.verify(method, key, expires, signature)
+    except InvalidSignedUrlError as error:
+        raise _Refusal(403, "invalid-signature", "Invalid signature", str(error)) from None
+    except ExpiredSignedUrlError as error:
+        raise _Refusal(403, "expired-signature", "Expired signature", str(error)) from None
+    return store
+
+
+def _open_object(store: FilesystemStore, key: str) -> tuple[FileIO, os.stat_result]:
+    """The object's file, open, and its status: a later replacement does not change what is sent.
+
+    A file object rather than a bare descriptor, so that it is closed even if the response is
+    dropped before its body is read.
+    """
+    missing = _Refusal(404, "not-found", "No such object", f"there is no object {key!r}")
+    try:
+        file = FileIO(store.object_path(key), "r")
+    except InvalidKeyError as error:
+        raise _Refusal(400, "invalid-parameter-value", "Invalid object key", str(error)) from None
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise missing from None
+    status = os.fstat(file.fileno())
+    if not stat.S_ISREG(status.st_mode):
+        file.close()
+        raise missing
+    return file, status
+
+
+async def _read_chunks(file: FileIO, start: int, end: int) -> AsyncIterator[bytes]:
+    try:
+        position = start
+        while position < end:
+            chunk = await anyio.to_thread.run_sync(
+                os.pread, file.fileno(), min(CHUNK_SIZE, end - position), position
+            )
+            if not chunk:
+                break
+            position += len(chunk)
+            yield chunk
+    finally:
+        file.close()
+
+
+def _create_temporary(directory: Path) -> tuple[BinaryIO, Path]:
+    descriptor, name = tempfile.mkstemp(dir=directory, prefix="put-")
+    return os.fdopen(descriptor, "wb"), Path(name)

@@ -1,0 +1,82 @@
+"""Settings of one workflow-api instance (one consumer), read from `WORKFLOW_API_*` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024**2
+GiB = 1024**3
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WORKFLOW_API_", extra="forbid")
+
+    consumer_id: str = Field(min_length=1, description="the only `sub` this instance serves")
+    data_dir: Path = Field(description="database, workspaces and (filesystem) storage live here")
+    assets_dir: Path = Field(description="directory of workflow asset files")
+    public_url: AnyHttpUrl = Field(description="base URL clients and jobs reach this API at")
+
+    # tokens
+    token_issuer: str = "workflow-provisioner"  # noqa: S105 - a name, not a secret
+    token_audience: str = Field(min_length=1, description="the `aud` this instance accepts")
+    jwks_file: Path | None = None
+    jwks_url: AnyHttpUrl | None = None
+    jwks_cache_seconds: int = Field(default=300, ge=0)
+
+    database_url: str | None = Field(default=None, description="default: SQLite in data_dir")
+
+    # storage
+    storage: Literal["filesystem", "s3"] = "filesystem"
+    storage_signing_key: SecretStr | None = Field(
+        default=None, description="filesystem signed URLs; generated in data_dir when unset"
+    )
+    s3_endpoint: str | None = None
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_secure: bool = True
+    s3_region: str = "us-east-1"
+    signed_url_ttl_seconds: int = Field(default=3600, gt=0)
+
+    # limits
+    max_upload_size: int = Field(default=5 * GiB, gt=0)
+    storage_quota: int = Field(default=50 * GiB, gt=0)
+    max_running_jobs: int = Field(default=2, gt=0)
+    max_inline_env_file_size: int = Field(default=64 * 1024, gt=0)
+    archive_max_total_size: int = Field(default=10 * GiB, gt=0)
+    archive_max_files: int = Field(default=100_000, gt=0)
+
+    # execution
+    runner: Literal["local"] = "local"
+    progress_poll_seconds: float = Field(default=0.5, gt=0)
+    dismiss_grace_seconds: float = Field(default=5.0, ge=0)
+    subscriber_timeout_seconds: float = Field(default=10.0, gt=0)
+    subscriber_attempts: int = Field(default=5, gt=0)
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> Settings:
+        if (self.jwks_file is None) == (self.jwks_url is None):
+            raise ValueError("set exactly one of WORKFLOW_API_JWKS_FILE and WORKFLOW_API_JWKS_URL")
+        if self.storage == "s3":
+            missing = [
+                name
+                for name in ("s3_endpoint", "s3_access_key", "s3_secret_key", "s3_bucket")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                names = ", ".join(f"WORKFLOW_API_{m.upper()}" for m in missing)
+                raise ValueError(f"storage 's3' needs {names}")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return str(self.public_url).rstrip("/")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'workflow-api.db'}"

@@ -1,0 +1,68 @@
+"""The ObjectStore protocol and the object names every backend shares.
+
+Keys are relative, `/`-separated names derived from stable ids (`uploads/<id>`,
+`jobs/<job id>/outputs/<output id>`, `jobs/<job id>/log.txt`); a backend confines them to the
+consumer's root directory, bucket or prefix.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal, Protocol
+
+SignedMethod = Literal["GET", "PUT"]
+
+_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+
+
+class InvalidKeyError(ValueError):
+    """A key that could escape the store's root (empty, absolute, `..`, odd characters)."""
+
+
+def check_key(key: str) -> str:
+    if not _KEY_PATTERN.fullmatch(key) or any(part in {".", ".."} for part in key.split("/")):
+        raise InvalidKeyError(f"invalid object key {key!r}")
+    return key
+
+
+def upload_key(upload_id: str) -> str:
+    return check_key(f"uploads/{upload_id}")
+
+
+def job_prefix(job_id: str) -> str:
+    return check_key(f"jobs/{job_id}") + "/"
+
+
+def output_key(job_id: str, output_id: str) -> str:
+    return check_key(f"jobs/{job_id}/outputs/{output_id}")
+
+
+def log_key(job_id: str) -> str:
+    return check_key(f"jobs/{job_id}/log.txt")
+
+
+def inline_input_key(job_id: str, input_id: str) -> str:
+    return check_key(f"jobs/{job_id}/inputs/{input_id}")
+
+
+def report_key(job_id: str) -> str:
+    return check_key(f"jobs/{job_id}/push-out-report.json")
+
+
+class ObjectStore(Protocol):
+    def prepare(self) -> None:
+        """Create what the store needs (directory, bucket); idempotent."""
+
+    def put_file(self, key: str, source: Path) -> None:
+        """Store a local file under `key`; `source` is consumed (moved or deleted)."""
+
+    def signed_url(self, method: SignedMethod, key: str, ttl: timedelta) -> str:
+        """A URL that allows exactly `method` on `key` until `ttl` has passed."""
+
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None if it does not exist."""
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every object whose key starts with `prefix`; nothing there is fine."""

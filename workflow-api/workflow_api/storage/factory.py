@@ -1,0 +1,94 @@
+"""Build the ObjectStore that the settings choose: one dict lookup, no plugin loading."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from workflow_api.settings import Settings
+from workflow_api.storage.base import ObjectStore
+from workflow_api.storage.filesystem import FilesystemStore
+from workflow_api.storage.s3 import S3Store, make_s3_client
+
+log = logging.getLogger(__name__)
+
+SIGNING_KEY_FILE = "storage-signing.key"
+_SIGNING_KEY_SIZE = 32
+_MIN_CONFIGURED_KEY_SIZE = 32
+
+
+def make_store(settings: Settings) -> ObjectStore:
+    return _BUILDERS[settings.storage](settings)
+
+
+def _filesystem_store(settings: Settings) -> ObjectStore:
+    if settings.storage_signing_key is not None:
+        signing_key = settings.storage_signing_key.get_secret_value().encode()
+        if len(signing_key) < _MIN_CONFIGURED_KEY_SIZE:
+            raise ValueError(
+                "WORKFLOW_API_STORAGE_SIGNING_KEY needs at least "
+                f"{_MIN_CONFIGURED_KEY_SIZE} characters"
+            )
+    else:
+        signing_key = load_or_create_signing_key(settings.data_dir / SIGNING_KEY_FILE)
+    return FilesystemStore(settings.data_dir / "storage", signing_key, settings.base_url)
+
+
+def _s3_store(settings: Settings) -> ObjectStore:
+    # Settings guarantees these are set when storage is "s3".
+    assert settings.s3_endpoint is not None
+    assert settings.s3_access_key is not None
+    assert settings.s3_secret_key is not None
+    assert settings.s3_bucket is not None
+    client = make_s3_client(
+        settings.s3_endpoint,
+        settings.s3_access_key.get_secret_value(),
+        settings.s3_secret_key.get_secret_value(),
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+    )
+    return S3Store(client, settings.s3_bucket, settings.s3_prefix)
+
+
+_BUILDERS: dict[str, Callable[[Settings], ObjectStore]] = {
+    "filesystem": _filesystem_store,
+    "s3": _s3_store,
+}
+
+
+def load_or_create_signing_key(path: Path) -> bytes:
+    """The key stored at `path`; a new random one (mode 0600) if there is none yet.
+
+    A new key is written to a temporary file and hard-linked into place, so a concurrent or
+    interrupted start never leaves a partial key, and the first writer wins.
+    """
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary_name = tempfile.mkstemp(dir=path.parent, prefix=".signing-key-")
+    try:
+        with os.fdopen(descriptor, "wb") as file:  # mkstemp creates it with mode 0600
+            file.write(secrets.token_bytes(_SIGNING_KEY_SIZE))
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temporary_name, path)
+            log.info("generated a new storage signing key in %s", path)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(temporary_name)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    key = path.read_bytes()
+    if len(key) != _SIGNING_KEY_SIZE:
+        raise ValueError(f"{path} should hold {_SIGNING_KEY_SIZE} bytes; remove it to regenerate")
+    return key

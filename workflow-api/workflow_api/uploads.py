@@ -1,0 +1,185 @@
+"""Uploads: a request body streamed to storage with a size limit, the consumer's quota and a digest.
+
+The body goes to a file in `incoming/` in batches written by a worker thread (never held in memory,
+never a blocking write on the event loop), then into the store under `uploads/<id>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from workflow_api.db import Job, Upload, utcnow
+from workflow_api.errors import BadRequestError, NoSuchUploadError, PayloadTooLargeError
+from workflow_api.storage import base as keys
+from workflow_api.storage.base import ObjectStore
+
+WRITE_BATCH_BYTES = 4 * 1024 * 1024
+
+
+class QuotaLedger:
+    """Bytes stored plus bytes being received right now, so parallel uploads can't overshoot."""
+
+    def __init__(self, engine: Engine, quota: int) -> None:
+        self._engine = engine
+        self.quota = quota
+        self._reserved = 0
+        self._lock = threading.Lock()
+
+    def stored(self) -> int:
+        with Session(self._engine) as session:
+            uploads = session.exec(select(func.coalesce(func.sum(Upload.size), 0))).one()
+            jobs = session.exec(select(func.coalesce(func.sum(Job.stored_bytes), 0))).one()
+        return int(uploads) + int(jobs)
+
+    def reserve(self, size: int) -> None:
+        with self._lock:
+            free = self.quota - self.stored() - self._reserved
+            if size > free:
+                raise PayloadTooLargeError(
+                    f"storage quota exceeded: {max(free, 0)} of {self.quota} bytes are free; "
+                    "delete uploads or finished jobs to make room"
+                )
+            self._reserved += size
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self._reserved -= size
+
+
+class UploadService:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        store: ObjectStore,
+        incoming_dir: Path,
+        max_size: int,
+        ledger: QuotaLedger,
+    ) -> None:
+        self._engine = engine
+        self._store = store
+        self._incoming = incoming_dir
+        self._max_size = max_size
+        self._ledger = ledger
+
+    async def receive(
+        self,
+        body: AsyncIterator[bytes],
+        *,
+        filename: str,
+        media_type: str,
+        declared_size: int | None,
+    ) -> Upload:
+        if declared_size is not None and declared_size > self._max_size:
+            raise PayloadTooLargeError(
+                f"the file is {declared_size} bytes; uploads are limited to {self._max_size} bytes"
+            )
+        upload_id = str(uuid.uuid4())
+        self._incoming.mkdir(parents=True, exist_ok=True)
+        partial = self._incoming / upload_id
+        reserved = 0
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with partial.open("wb") as handle:
+                batch: list[bytes] = []
+                batch_size = 0
+                async for chunk in body:
+                    size += len(chunk)
+                    if size > self._max_size:
+                        raise PayloadTooLargeError(
+                            f"the file exceeds the upload limit of {self._max_size} bytes"
+                        )
+                    batch.append(chunk)
+                    batch_size += len(chunk)
+                    if batch_size >= WRITE_BATCH_BYTES:
+                        await asyncio.to_thread(self._ledger.reserve, batch_size)
+                        reserved += batch_size
+                        await asyncio.to_thread(_write, handle, digest, batch)
+                        batch, batch_size = [], 0
+                if batch_size:
+                    await asyncio.to_thread(self._ledger.reserve, batch_size)
+                    reserved += batch_size
+                    await asyncio.to_thread(_write, handle, digest, batch)
+            if size == 0:
+                raise BadRequestError("the upload is empty")
+            upload = Upload(
+                id=upload_id,
+                filename=filename,
+                media_type=media_type,
+                size=size,
+                sha256=digest.hexdigest(),
+                created=utcnow(),
+            )
+            await asyncio.to_thread(self._commit, upload, partial)
+            return upload
+        finally:
+            partial.unlink(missing_ok=True)
+            self._ledger.release(reserved)
+
+    def _commit(self, upload: Upload, partial: Path) -> None:
+        self._store.put_file(keys.upload_key(upload.id), partial)
+        with Session(self._engine) as session:
+            session.add(upload)
+            session.commit()
+            session.refresh(upload)
+
+    def find(self, upload_id: str) -> Upload | None:
+        with Session(self._engine) as session:
+            return session.get(Upload, upload_id)
+
+    def get(self, upload_id: str) -> Upload:
+        upload = self.find(upload_id)
+        if upload is None:
+            raise NoSuchUploadError(f"no upload {upload_id!r}")
+        return upload
+
+    def list(self, limit: int, offset: int) -> list[Upload]:
+        with Session(self._engine) as session:
+            query = (
+                select(Upload)
+                .order_by(col(Upload.created).desc(), col(Upload.id))
+                .offset(offset)
+                .limit(limit)
+            )
+            return list(session.exec(query))
+
+    def delete(self, upload_id: str) -> None:
+        upload = self.get(upload_id)
+        self._store.delete_prefix(keys.upload_key(upload.id))
+        with Session(self._engine) as session:
+            stored = session.get(Upload, upload_id)
+            if stored is not None:
+                session.delete(stored)
+                session.commit()
+
+
+def _write(handle: BinaryIO, digest: Any, batch: list[bytes]) -> None:
+    data = b"".join(batch)
+    digest.update(data)
+    handle.write(data)
+
+
+def fetch_text(url: str, limit: int) -> str:
+    """GET a small text document (an env-file) with a size limit and a timeout."""
+    received = bytearray()
+    try:
+        with httpx.stream("GET", url, timeout=30.0, follow_redirects=True) as response:
+            response.raise_for_status()
+            for chunk in response.iter_bytes():
+                received.extend(chunk)
+                if len(received) > limit:
+                    raise BadRequestError(f"the document is larger than {limit} bytes")
+    except httpx.HTTPError as error:
+        raise BadRequestError(f"could not read the document: {type(error).__name__}") from error
+    return received.decode("utf-8", errors="replace")
