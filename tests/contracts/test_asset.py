@@ -44,7 +44,11 @@ def test_every_dummy_asset_validates_against_the_committed_schema() -> None:
         ({"inputs": [{"id": "n", "kind": "literal"}]}, "needs a 'type'"),
         ({"inputs": [{"id": "f", "kind": "file", "type": "string"}]}, "for literal inputs"),
         (
-            {"inputs": [{"id": "n", "kind": "literal", "type": "integer", "constraints": {"x": 1}}]},
+            {
+                "inputs": [
+                    {"id": "n", "kind": "literal", "type": "integer", "constraints": {"x": 1}}
+                ]
+            },
             "unsupported constraints",
         ),
         ({"outputs": [{"id": "o"}, {"id": "o"}]}, "duplicate ids"),

@@ -62,6 +62,8 @@ def test_literal_defaults_and_bounds_match_the_worker() -> None:
     assert duration.default == dummy.DEFAULT_DURATION
     assert duration.constraints == {"minimum": 0, "maximum": dummy.MAX_DURATION}
     assert fail.default is dummy.DEFAULT_FAIL
+    spawn_child = asset("dummy").input("spawn_child")
+    assert spawn_child is not None and spawn_child.default is dummy.DEFAULT_SPAWN_CHILD
     assert pause.default == echo.DEFAULT_PAUSE
     assert pause.constraints["maximum"] == echo.MAX_PAUSE
     message = asset("echo").input("message")

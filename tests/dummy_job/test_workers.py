@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import time
 import zipfile
 from datetime import datetime
@@ -82,6 +83,17 @@ def test_dummy_refuses_invalid_inputs_with_exit_2(
     assert result.returncode == 2
     assert message in result.stderr
     assert not (job_workspace.outputs / "result").exists()
+
+
+def test_dummy_spawns_a_child_process_and_reaps_it(
+    run_job: RunJob, job_workspace: JobWorkspace
+) -> None:
+    write_literals(job_workspace, duration=0.3, spawn_child=True)
+    result = run_job("dummy")
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"started child process (\d+)", result.stdout)
+    assert match is not None, result.stdout
+    assert not Path(f"/proc/{match.group(1)}").exists()
 
 
 def test_dummy_honours_a_separate_outputs_directory(

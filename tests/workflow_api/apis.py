@@ -12,12 +12,11 @@ from typing import Any
 
 import httpx
 import uvicorn
-from workflow_contracts.tokens import ADMIN_SCOPE, CONSUMER_SCOPE
-
 from workflow_api.app import create_app
 from workflow_api.services import Services
 from workflow_api.settings import Settings
 from workflow_api.signing_keys import SigningKey
+from workflow_contracts.tokens import ADMIN_SCOPE, CONSUMER_SCOPE
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DUMMY_ASSETS = REPOSITORY / "dummy-job" / "assets"

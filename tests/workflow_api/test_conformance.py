@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 from openapi_spec_validator import validate as validate_openapi
+from workflow_api.ogc import CONFORMANCE_CLASSES
 
 from tests.ogc.validation import validate_ogc
 from tests.workflow_api.apis import RunningApi, execute, wait_for_job
-from workflow_api.ogc import CONFORMANCE_CLASSES
 
 OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0"
 EXCEPTIONS = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0"
@@ -58,7 +58,7 @@ def test_every_process_description_validates(api: RunningApi, process_id: str) -
     validate_ogc(description, "process")
     assert description["jobControlOptions"] == ["async-execute", "dismiss"]
     assert description["outputTransmission"] == ["reference"]
-    execute_links = [l for l in description["links"] if l["rel"] == f"{OGC_REL}/execute"]
+    execute_links = [x for x in description["links"] if x["rel"] == f"{OGC_REL}/execute"]
     assert execute_links[0]["href"].endswith(f"/processes/{process_id}/execution")
 
 

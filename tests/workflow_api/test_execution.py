@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflow_api.apis import RunningApi, execute, wait_for_job
+from tests.workflow_api.apis import RunningApi, execute, upload, wait_for_job
 
 
 def _alive(pid: int) -> bool:
@@ -188,8 +188,6 @@ def test_invalid_env_file_is_refused_naming_the_line(api: RunningApi) -> None:
 
 def test_stage_in_failure_fails_the_job_with_a_message(api: RunningApi) -> None:
     client = api.consumer
-    from tests.workflow_api.apis import upload
-
     document = upload(client, b"d")
     job_id = execute(
         client,
@@ -204,4 +202,3 @@ def test_stage_in_failure_fails_the_job_with_a_message(api: RunningApi) -> None:
     assert info["status"] == "failed"
     assert "stage-in failed" in info["message"]
     assert "dataset" in info["message"]
-

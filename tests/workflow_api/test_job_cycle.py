@@ -1,4 +1,4 @@
-"""The whole consumer cycle through the HTTP API: upload → execute → progress → results → logs → delete."""
+"""The consumer cycle over HTTP: upload → execute → progress → results → logs → delete."""
 
 from __future__ import annotations
 

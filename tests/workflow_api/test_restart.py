@@ -1,4 +1,4 @@
-"""Restarting the workflow-api loses no job: finished stay, queued run, running are failed and stopped."""
+"""A restart loses no job: finished stay, queued run, running are failed and stopped."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from pathlib import Path
 
 import httpx
 from sqlmodel import Session, create_engine
+from workflow_api.db import Job
+from workflow_api.execution.manager import RESTARTED_MESSAGE
+from workflow_api.signing_keys import SigningKey
 
 from tests.workflow_api.apis import (
     DUMMY_ASSETS,
@@ -21,9 +24,6 @@ from tests.workflow_api.apis import (
     wait_for_job,
 )
 from tests.workflow_api.test_execution import _alive, _group_members
-from workflow_api.db import Job
-from workflow_api.execution.manager import RESTARTED_MESSAGE
-from workflow_api.signing_keys import SigningKey
 
 
 def _spawn_api(data_dir: Path, jwks: Path, port: int) -> subprocess.Popen[bytes]:
@@ -73,13 +73,16 @@ def test_killed_api_recovers_every_job_on_restart(tmp_path: Path, signing_key: S
         issuer=ISSUER, subject="consumer-a", audience="workflow-api/consumer-a"
     )
     admin = signing_key.mint(
-        issuer=ISSUER, subject="provisioner", audience="workflow-api/consumer-a",
+        issuer=ISSUER,
+        subject="provisioner",
+        audience="workflow-api/consumer-a",
         scope="workflow:admin",
     )
     base = f"http://127.0.0.1:{port}"
     for asset in ("echo", "dummy"):
-        httpx.put(f"{base}/admin/grants/{asset}", json={},
-                  headers={"Authorization": f"Bearer {admin}"}).raise_for_status()
+        httpx.put(
+            f"{base}/admin/grants/{asset}", json={}, headers={"Authorization": f"Bearer {admin}"}
+        ).raise_for_status()
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     try:
         finished = execute(client, "echo", {"message": "kept"})
@@ -117,9 +120,7 @@ def test_killed_api_recovers_every_job_on_restart(tmp_path: Path, signing_key: S
 
 
 def test_graceful_restart_keeps_queued_jobs(tmp_path: Path, signing_key: SigningKey) -> None:
-    first = start_api(
-        tmp_path / "api", signing_key, grants=("echo",), max_running_jobs=1
-    )
+    first = start_api(tmp_path / "api", signing_key, grants=("echo",), max_running_jobs=1)
     client = first.consumer
     blocker = execute(client, "echo", {"message": "1", "pause": 30})
     queued = execute(client, "echo", {"message": "2"})

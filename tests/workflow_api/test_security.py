@@ -9,10 +9,10 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from workflow_api.signing_keys import SigningKey
 from workflow_contracts.tokens import ADMIN_SCOPE
 
 from tests.workflow_api.apis import RunningApi, execute, upload, wait_for_job
-from workflow_api.signing_keys import SigningKey
 
 PROTECTED = [
     ("GET", "/processes"),
@@ -45,9 +45,7 @@ def test_open_routes_need_no_token(api: RunningApi) -> None:
 
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED)
-def test_every_other_route_requires_a_bearer_token(
-    api: RunningApi, method: str, path: str
-) -> None:
+def test_every_other_route_requires_a_bearer_token(api: RunningApi, method: str, path: str) -> None:
     _assert_problem(api.client().request(method, path), 401, "bearer token is required")
 
 
@@ -78,7 +76,8 @@ def test_unsigned_token_is_refused(api: RunningApi) -> None:
 def test_token_signed_by_another_key_is_refused(api: RunningApi) -> None:
     stranger = SigningKey.generate()
     token = stranger.mint(
-        issuer="test-provisioner", subject=api.settings.consumer_id,
+        issuer="test-provisioner",
+        subject=api.settings.consumer_id,
         audience=api.settings.token_audience,
     )
     response = api.client(token).get("/processes")

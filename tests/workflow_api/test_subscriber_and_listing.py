@@ -46,15 +46,20 @@ def inbox() -> Iterator[tuple[Inbox, str]]:
     server.stop()
 
 
-def test_subscriber_gets_in_progress_then_results(api: RunningApi, inbox: tuple[Inbox, str]) -> None:
+def test_subscriber_gets_in_progress_then_results(
+    api: RunningApi, inbox: tuple[Inbox, str]
+) -> None:
     box, url = inbox
     box.failures_left = 1  # the first delivery is retried
     job_id = execute(
         api.consumer,
         "echo",
         {"message": "notify me"},
-        subscriber={"inProgressUri": f"{url}/progress", "successUri": f"{url}/success",
-                    "failedUri": f"{url}/failed"},
+        subscriber={
+            "inProgressUri": f"{url}/progress",
+            "successUri": f"{url}/success",
+            "failedUri": f"{url}/failed",
+        },
     )
     wait_for_job(api.consumer, job_id)
     received = dict(box.wait_for(2))
@@ -67,7 +72,9 @@ def test_subscriber_gets_in_progress_then_results(api: RunningApi, inbox: tuple[
 def test_failed_job_notifies_failed_uri(api: RunningApi, inbox: tuple[Inbox, str]) -> None:
     box, url = inbox
     job_id = execute(
-        api.consumer, "dummy", {"duration": 0, "fail": True},
+        api.consumer,
+        "dummy",
+        {"duration": 0, "fail": True},
         subscriber={"successUri": f"{url}/success", "failedUri": f"{url}/failed"},
     )
     wait_for_job(api.consumer, job_id)
@@ -78,8 +85,13 @@ def test_failed_job_notifies_failed_uri(api: RunningApi, inbox: tuple[Inbox, str
 
 def test_unreachable_subscriber_never_affects_the_job(api: RunningApi) -> None:
     job_id = execute(
-        api.consumer, "echo", {"message": "x"},
-        subscriber={"successUri": "http://127.0.0.1:9/nowhere", "inProgressUri": "http://127.0.0.1:9/"},
+        api.consumer,
+        "echo",
+        {"message": "x"},
+        subscriber={
+            "successUri": "http://127.0.0.1:9/nowhere",
+            "inProgressUri": "http://127.0.0.1:9/",
+        },
     )
     assert wait_for_job(api.consumer, job_id)["status"] == "successful"
 
@@ -117,7 +129,7 @@ def test_job_list_filters_and_pages(api: RunningApi) -> None:
     assert len(page["jobs"]) == 3
     rels = {link["rel"] for link in page["links"]}
     assert {"self", "next"} <= rels
-    rest = client.get(next(l["href"] for l in page["links"] if l["rel"] == "next")).json()
+    rest = client.get(next(x["href"] for x in page["links"] if x["rel"] == "next")).json()
     assert len(rest["jobs"]) == 1
     assert "prev" in {link["rel"] for link in rest["links"]}
 
@@ -132,7 +144,9 @@ def test_job_list_filters_and_pages(api: RunningApi) -> None:
         ({"minDuration": -1}, "minDuration"),
     ],
 )
-def test_bad_job_list_parameters_are_400(api: RunningApi, params: dict[str, Any], detail: str) -> None:
+def test_bad_job_list_parameters_are_400(
+    api: RunningApi, params: dict[str, Any], detail: str
+) -> None:
     response = api.consumer.get("/jobs", params=params)
     assert response.status_code == 400
     assert detail in response.json()["detail"]

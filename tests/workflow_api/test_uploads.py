@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import zipfile
 from collections.abc import Iterator
 
 from tests.workflow_api.apis import RunningApi, execute, upload, wait_for_job
@@ -72,7 +74,9 @@ def test_empty_upload_is_refused(api: RunningApi) -> None:
 def test_upload_larger_than_the_inputs_limit_is_refused_at_execute(api: RunningApi) -> None:
     asset = api.services.assets.get("input-dummy")
     limit = asset.input("settings").max_size  # type: ignore[union-attr]
-    settings_limit = min(limit or api.settings.max_upload_size, api.settings.max_inline_env_file_size)
+    settings_limit = min(
+        limit or api.settings.max_upload_size, api.settings.max_inline_env_file_size
+    )
     document = upload(api.consumer, b"A=1\n" + b"#" * settings_limit)
     tiny = upload(api.consumer, b"x")
     response = api.consumer.post(
@@ -122,9 +126,6 @@ def test_job_can_use_an_upload_twice_and_the_upload_survives(api: RunningApi) ->
 
 
 def _zip_bytes() -> bytes:
-    import io
-    import zipfile
-
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("x.txt", "x")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -49,6 +50,8 @@ def _make_runner(settings: Settings) -> JobRunner:
 
 def build_services(settings: Settings) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    incoming = settings.data_dir / "incoming"
+    shutil.rmtree(incoming, ignore_errors=True)  # partial uploads of an earlier run
     engine = make_engine(settings.resolved_database_url)
     store = make_store(settings)
     store.prepare()
@@ -58,7 +61,7 @@ def build_services(settings: Settings) -> Services:
     uploads = UploadService(
         engine=engine,
         store=store,
-        incoming_dir=settings.data_dir / "incoming",
+        incoming_dir=incoming,
         max_size=settings.max_upload_size,
         ledger=QuotaLedger(engine, settings.storage_quota),
     )

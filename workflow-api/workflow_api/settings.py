@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     s3_prefix: str = ""
     s3_secure: bool = True
     s3_region: str = "us-east-1"
-    signed_url_ttl_seconds: int = Field(default=3600, gt=0)
+    signed_url_ttl_seconds: int = Field(default=3600, gt=0, le=7 * 24 * 3600)  # S3 maximum
 
     # limits
     max_upload_size: int = Field(default=5 * GiB, gt=0)
@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     def _check_sources(self) -> Settings:
         if (self.jwks_file is None) == (self.jwks_url is None):
             raise ValueError("set exactly one of WORKFLOW_API_JWKS_FILE and WORKFLOW_API_JWKS_URL")
+        key = self.storage_signing_key
+        if key is not None and len(key.get_secret_value()) < 32:
+            raise ValueError("WORKFLOW_API_STORAGE_SIGNING_KEY must be at least 32 characters")
         if self.storage == "s3":
             missing = [
                 name

@@ -18,7 +18,6 @@ log = logging.getLogger(__name__)
 
 SIGNING_KEY_FILE = "storage-signing.key"
 _SIGNING_KEY_SIZE = 32
-_MIN_CONFIGURED_KEY_SIZE = 32
 
 
 def make_store(settings: Settings) -> ObjectStore:
@@ -26,13 +25,8 @@ def make_store(settings: Settings) -> ObjectStore:
 
 
 def _filesystem_store(settings: Settings) -> ObjectStore:
-    if settings.storage_signing_key is not None:
+    if settings.storage_signing_key is not None:  # Settings checked its length
         signing_key = settings.storage_signing_key.get_secret_value().encode()
-        if len(signing_key) < _MIN_CONFIGURED_KEY_SIZE:
-            raise ValueError(
-                "WORKFLOW_API_STORAGE_SIGNING_KEY needs at least "
-                f"{_MIN_CONFIGURED_KEY_SIZE} characters"
-            )
     else:
         signing_key = load_or_create_signing_key(settings.data_dir / SIGNING_KEY_FILE)
     return FilesystemStore(settings.data_dir / "storage", signing_key, settings.base_url)
