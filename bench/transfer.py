@@ -8,9 +8,13 @@
                   to a file; its sha256 is checked afterwards
     (d) memory    the server process's RSS (VmRSS, sampled every 50 ms) during (b) and (c):
                   peak - baseline
+    reference     (b) and (c) again with curl (a C client, `-T` streams the file) when it is
+                  installed: shows how much of (b) and (c) is the Python client's own cost
 
 The server runs as its own process (`python -m workflow_api serve`). Everything stays in the page
-cache on a machine with enough memory: this compares the software paths, not the disk.
+cache on a machine with enough memory: this compares the software paths, not the disk. Dirty
+pages are flushed (os.sync) before each timed transfer, and a warm-up round runs first, because
+on a VM the first touch of guest memory and the writeback of earlier writes are slow and noisy.
 Targets: upload/copy and download/copy >= 0.7, RSS growth < 100 MB.
 
     .venv/bin/python bench/transfer.py [--size-mib 1024] [--repeat 3] [--work-dir DIR]
@@ -20,12 +24,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
+import resource
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -44,7 +52,7 @@ from workflow_api.storage import base as keys
 from workflow_api.storage.factory import make_store
 
 MiB = 1024**2
-CHUNK = MiB
+CHUNK = MiB  # the client's upload chunks and the copy loop's
 RATIO_TARGET = 0.7
 RSS_TARGET = 100 * 10**6
 
@@ -82,12 +90,6 @@ def loop_copy(source: Path, destination: Path) -> None:
             writer.write(chunk)
 
 
-def timed(operation: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    result = operation()
-    return time.perf_counter() - started, result
-
-
 def upload(client: httpx.Client, source: Path, size: int) -> dict[str, Any]:
     response = client.post(
         "/uploads",
@@ -102,71 +104,183 @@ def upload(client: httpx.Client, source: Path, size: int) -> dict[str, Any]:
 
 
 def download(client: httpx.Client, url: str, destination: Path) -> int:
+    """Stream to a file as the network delivers it (`iter_raw()` is httpx's cheapest path)."""
     received = 0
     with client.stream("GET", url) as response, destination.open("wb") as file:
         response.raise_for_status()
-        for chunk in response.iter_raw(CHUNK):
+        for chunk in response.iter_raw():
             file.write(chunk)
             received += len(chunk)
     return received
 
 
+def curl_upload(api: SpawnedApi, source: Path) -> dict[str, Any]:
+    """The same POST /uploads by curl, streamed from the file (`-T`), without `Expect:`."""
+    token = api.token()
+    completed = subprocess.run(
+        [
+            "curl", "--silent", "--show-error", "--fail", "-X", "POST", "-T", str(source),
+            "-H", f"Authorization: Bearer {token}", "-H", "Expect:",
+            "-H", "Content-Type: application/octet-stream",
+            f"{api.base_url}/uploads?filename={source.name}",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    document: dict[str, Any] = json.loads(completed.stdout)
+    return document
+
+
+def curl_download(url: str, destination: Path) -> None:
+    subprocess.run(
+        ["curl", "--silent", "--show-error", "--fail", "-o", str(destination), url], check=True
+    )
+
+
+@dataclass
+class Phase:
+    """One timed transfer: wall seconds, CPU seconds of this process, its children and the
+    server, and the server's RSS growth while it ran."""
+
+    seconds: float = 0.0
+    client_cpu: float = 0.0
+    server_cpu: float = 0.0
+    rss_growth: int = 0
+    rss_peak: int = 0
+
+
+def prime_page_cache(directory: Path, size: int) -> None:
+    """Write and delete a file a bit larger than `size`, so that the next transfer gets page-cache
+    pages that are backed by the host right now.
+
+    On a VM with free page reporting (virtio-balloon), memory freed a few seconds earlier is handed
+    back to the host, and touching it again costs a host page fault per page: file writes then
+    run at ~200 MB/s instead of ~2.5 GB/s. Without priming, whichever phase comes after a pause
+    pays for that, and the ratios measure the VM rather than the code.
+    """
+    block = b"\x5a" * (4 * MiB)
+    path = directory / "prime.bin"
+    with path.open("wb") as file:
+        for _ in range(size // len(block) + 16):
+            file.write(block)
+    path.unlink()
+
+
+def measure(
+    api: SpawnedApi, operation: Callable[[], Any], prime: tuple[Path, int] | None
+) -> tuple[Phase, Any]:
+    """Run `operation` after flushing dirty pages (so that no phase pays for the previous one's
+    writeback) and priming the page cache, sampling the server's RSS and CPU."""
+    os.sync()
+    if prime is not None:
+        prime_page_cache(*prime)
+    phase = Phase()
+    client_before = _own_cpu()
+    with RssSampler(api.pid) as rss, server_cpu(api.pid) as cpu:
+        started = time.perf_counter()
+        result = operation()
+        phase.seconds = time.perf_counter() - started
+    phase.client_cpu = _own_cpu() - client_before
+    phase.server_cpu = cpu["seconds"]
+    phase.rss_growth, phase.rss_peak = rss.growth, rss.peak
+    return phase, result
+
+
+def _own_cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def one_round(
-    api: SpawnedApi, source: Path, size: int, sha256: str, work_dir: Path
-) -> dict[str, Any]:
-    copy_target = work_dir / "copy.bin"
-    copy_seconds, _ = timed(lambda: shutil.copyfile(source, copy_target))
-    copy_target.unlink()
-    loop_seconds, _ = timed(lambda: loop_copy(source, copy_target))
-    copy_target.unlink()
+    api: SpawnedApi,
+    source: Path,
+    size: int,
+    sha256: str,
+    work_dir: Path,
+    *,
+    curl: bool,
+    prime: bool,
+) -> dict[str, Phase]:
+    phases: dict[str, Phase] = {}
+    primer = (work_dir, size) if prime else None
 
+    def measure_phase(operation: Callable[[], Any]) -> tuple[Phase, Any]:
+        return measure(api, operation, primer)
+
+    target = work_dir / "target.bin"
     client = api.client()
-    with RssSampler(api.pid) as upload_rss, server_cpu(api.pid) as upload_cpu:
-        upload_seconds, document = timed(lambda: upload(client, source, size))
-    if document["size"] != size or document["sha256"] != sha256:
-        raise RuntimeError(f"the upload was stored wrongly: {document}")
-
     store = make_store(api.settings())
-    url = store.signed_url("GET", keys.upload_key(document["id"]), timedelta(minutes=10))
-    downloaded = work_dir / "downloaded.bin"
-    plain = httpx.Client(timeout=120)
-    try:
-        with RssSampler(api.pid) as download_rss, server_cpu(api.pid) as download_cpu:
-            download_seconds, received = timed(lambda: download(plain, url, downloaded))
-    finally:
-        plain.close()
-    if received != size or sha256_of(downloaded) != sha256:
-        raise RuntimeError("the downloaded file differs from the uploaded one")
-    downloaded.unlink()
-    client.delete(f"/uploads/{document['id']}").raise_for_status()
-    return {
-        "copyfile_seconds": copy_seconds,
-        "loop_copy_seconds": loop_seconds,
-        "upload_seconds": upload_seconds,
-        "download_seconds": download_seconds,
-        "upload_server_cpu_seconds": upload_cpu["seconds"],
-        "download_server_cpu_seconds": download_cpu["seconds"],
-        "upload_rss_growth_bytes": upload_rss.growth,
-        "download_rss_growth_bytes": download_rss.growth,
-        "upload_rss_peak_bytes": upload_rss.peak,
-        "download_rss_peak_bytes": download_rss.peak,
-    }
+
+    def check_upload(document: dict[str, Any]) -> str:
+        if document["size"] != size or document["sha256"] != sha256:
+            raise RuntimeError(f"the upload was stored wrongly: {document}")
+        upload_id: str = document["id"]
+        return upload_id
+
+    def check_download(upload_id: str) -> None:
+        if sha256_of(target) != sha256:
+            raise RuntimeError("the downloaded file differs from the uploaded one")
+        target.unlink()
+        client.delete(f"/uploads/{upload_id}").raise_for_status()
+
+    def signed(upload_id: str) -> str:
+        return store.signed_url("GET", keys.upload_key(upload_id), timedelta(minutes=10))
+
+    phases["copyfile"], _ = measure_phase(lambda: shutil.copyfile(source, target))
+    target.unlink()
+    phases["loop_copy"], _ = measure_phase(lambda: loop_copy(source, target))
+    target.unlink()
+
+    phases["upload"], document = measure_phase(lambda: upload(client, source, size))
+    upload_id = check_upload(document)
+    with httpx.Client(timeout=120) as plain:  # a signed URL needs no token
+        phases["download"], _ = measure_phase(lambda: download(plain, signed(upload_id), target))
+    check_download(upload_id)
+
+    if curl:
+        phases["curl_upload"], document = measure_phase(lambda: curl_upload(api, source))
+        upload_id = check_upload(document)
+        phases["curl_download"], _ = measure_phase(lambda: curl_download(signed(upload_id), target))
+        check_download(upload_id)
+    return phases
+
+
+LABELS = {
+    "copyfile": "copy (shutil.copyfile)",
+    "loop_copy": "copy (1 MiB read/write loop)",
+    "upload": "upload (httpx, POST /uploads)",
+    "download": "download (httpx, signed GET URL)",
+    "curl_upload": "upload (curl, POST /uploads)",
+    "curl_download": "download (curl, signed GET URL)",
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024, help="file size (default 1 GiB)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
+    parser.add_argument("--repeat", type=int, default=3, help="measured rounds (medians)")
+    parser.add_argument(
+        "--warmup-rounds", type=int, default=1, help="rounds run first and not counted"
+    )
+    parser.add_argument("--no-curl", action="store_true", help="skip the curl reference transfers")
+    parser.add_argument(
+        "--no-prime",
+        action="store_true",
+        help="do not write and delete a file of the transfer's size before each transfer "
+        "(see prime_page_cache)",
+    )
     parser.add_argument(
         "--work-dir",
         type=Path,
         default=None,
-        help="where the file, copies and the server's "
-        "data_dir go (one disk); default: the system temporary directory",
+        help="where the file, the copies and the server's data_dir go (one disk); "
+        "default: the system temporary directory",
     )
     parser.add_argument("--name", default="transfer", help="results/<name>.json")
     arguments = parser.parse_args()
     size = arguments.size_mib * MiB
+    curl = not arguments.no_curl and shutil.which("curl") is not None
 
     with tempfile.TemporaryDirectory(prefix="bench-transfer-", dir=arguments.work_dir) as temporary:
         work_dir = Path(temporary)
@@ -177,87 +291,94 @@ def main() -> None:
             api.client().get("/uploads").raise_for_status()  # warm up auth and the database
             rss_start = rss_bytes(api.pid)
             rounds = [
-                one_round(api, source, size, sha256, work_dir) for _ in range(arguments.repeat)
-            ]
+                one_round(
+                    api, source, size, sha256, work_dir, curl=curl, prime=not arguments.no_prime
+                )
+                for _ in range(arguments.warmup_rounds + arguments.repeat)
+            ][arguments.warmup_rounds :]
             rss_end = rss_bytes(api.pid)
         finally:
             api.stop()
 
-    def median(name: str) -> float:
-        return statistics.median(r[name] for r in rounds)
+    def median(name: str, field: str) -> float:
+        return float(statistics.median(getattr(r[name], field) for r in rounds))
 
-    def rate(seconds: float) -> float:
-        return size / seconds / 10**6
+    def rate(name: str) -> float:
+        return size / median(name, "seconds") / 10**6
 
-    copy_rate = rate(median("copyfile_seconds"))
-    rows = {
-        "copy (shutil.copyfile)": median("copyfile_seconds"),
-        "copy (1 MiB read/write loop)": median("loop_copy_seconds"),
-        "upload (POST /uploads)": median("upload_seconds"),
-        "download (signed GET URL)": median("download_seconds"),
+    names = [name for name in LABELS if name in rounds[0]]
+    copy_rate, loop_rate = rate("copyfile"), rate("loop_copy")
+    ratios = {
+        name: {"over_copyfile": rate(name) / copy_rate, "over_loop_copy": rate(name) / loop_rate}
+        for name in names
     }
-    upload_ratio = rate(median("upload_seconds")) / copy_rate
-    download_ratio = rate(median("download_seconds")) / copy_rate
-    upload_growth = max(r["upload_rss_growth_bytes"] for r in rounds)
-    download_growth = max(r["download_rss_growth_bytes"] for r in rounds)
-    print(f"file: {arguments.size_mib} MiB, {arguments.repeat} rounds (medians), dir {work_dir}")
+    print(
+        f"file: {arguments.size_mib} MiB; {arguments.repeat} rounds after "
+        f"{arguments.warmup_rounds} warm-up (medians); os.sync() "
+        f"{'' if arguments.no_prime else 'and page-cache priming '}before each transfer"
+    )
     print_table(
-        "Throughput (MB/s = 10^6 bytes/s)",
-        ["what", "seconds", "MB/s", "/ copyfile", "server CPU s"],
+        "Throughput (MB/s = 10^6 bytes/s; CPU in seconds)",
+        ["what", "s", "MB/s", "/copyfile", "/loop", "client CPU", "server CPU"],
         [
             [
-                name,
-                round(seconds, 3),
-                rate(seconds),
-                round(rate(seconds) / copy_rate, 2),
-                round(median(f"{name.split()[0]}_server_cpu_seconds"), 2)
-                if name.split()[0] in {"upload", "download"}
+                LABELS[name],
+                round(median(name, "seconds"), 3),
+                rate(name),
+                round(ratios[name]["over_copyfile"], 2),
+                round(ratios[name]["over_loop_copy"], 2),
+                round(median(name, "client_cpu"), 2),
+                round(median(name, "server_cpu"), 2)
+                if name not in {"copyfile", "loop_copy"}
                 else "",
             ]
-            for name, seconds in rows.items()
+            for name in names
         ],
     )
+    upload_ratio = ratios["upload"]["over_copyfile"]
+    download_ratio = ratios["download"]["over_copyfile"]
     print(
         f"  upload/copy = {upload_ratio:.2f}, download/copy = {download_ratio:.2f} "
-        f"(target >= {RATIO_TARGET})"
+        f"(httpx client, against shutil.copyfile; target >= {RATIO_TARGET})"
     )
+    transfers = [name for name in names if name not in {"copyfile", "loop_copy"}]
+    growth = {name: max(r[name].rss_growth for r in rounds) for name in transfers}
     print_table(
-        "Server RSS (MB, worst round)",
-        ["phase", "growth (peak - baseline)", "peak"],
+        "Server RSS during each transfer (MB, worst round)",
+        ["transfer", "growth (peak - baseline)", "peak"],
         [
-            [
-                "upload",
-                upload_growth / 10**6,
-                max(r["upload_rss_peak_bytes"] for r in rounds) / 1e6,
-            ],
-            [
-                "download",
-                download_growth / 10**6,
-                max(r["download_rss_peak_bytes"] for r in rounds) / 1e6,
-            ],
+            [LABELS[name], growth[name] / 1e6, max(r[name].rss_peak for r in rounds) / 1e6]
+            for name in transfers
         ],
     )
+    worst = max(growth.values())
     print(
         f"  RSS before the first round {rss_start / 1e6:.1f} MB, after the last "
-        f"{rss_end / 1e6:.1f} MB (target: growth < {RSS_TARGET / 1e6:.0f} MB)"
+        f"{rss_end / 1e6:.1f} MB; worst growth {worst / 1e6:.1f} MB "
+        f"(target < {RSS_TARGET / 1e6:.0f} MB)"
     )
     path = write_results(
         arguments.name,
         {
             "size_bytes": size,
             "repeat": arguments.repeat,
-            "throughput_mb_per_s": {name: round(rate(s), 1) for name, s in rows.items()},
+            "warmup_rounds": arguments.warmup_rounds,
+            "page_cache_primed": not arguments.no_prime,
+            "throughput_mb_per_s": {name: round(rate(name), 1) for name in names},
+            "ratios": {
+                name: {key: round(value, 3) for key, value in ratio.items()}
+                for name, ratio in ratios.items()
+            },
             "upload_over_copy": round(upload_ratio, 3),
             "download_over_copy": round(download_ratio, 3),
             "ratio_target": RATIO_TARGET,
             "ratios_met": upload_ratio >= RATIO_TARGET and download_ratio >= RATIO_TARGET,
             "rss_start_bytes": rss_start,
             "rss_end_bytes": rss_end,
-            "upload_rss_growth_bytes": upload_growth,
-            "download_rss_growth_bytes": download_growth,
+            "rss_growth_bytes": growth,
             "rss_target_bytes": RSS_TARGET,
-            "rss_met": max(upload_growth, download_growth) < RSS_TARGET,
-            "rounds": rounds,
+            "rss_met": worst < RSS_TARGET,
+            "rounds": [{name: asdict(phase) for name, phase in r.items()} for r in rounds],
         },
     )
     print(f"\nresults: {path}")

@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.s3"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.s3", "tests.edc_standin.fixture"]

@@ -1,7 +1,7 @@
 """A stand-in EDC connector for the provisioner's tests.
 
 It speaks the wire formats of EDC's legacy `provision-http` (≤ 0.15) and `data-plane-provision-http`
-(0.14–0.18) extensions and a slice of the Management API v3, over real HTTP, as captured in
+(0.14-0.18) extensions and a slice of the Management API v3, over real HTTP, as captured in
 `/work/shared/reference/edc-provisioning.md`:
 
 - `policy`: contract policies with `inForceDate` constraints (pure data);

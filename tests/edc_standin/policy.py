@@ -78,7 +78,9 @@ def in_force_date(operator: OdrlOperator, right_operand: str) -> AtomicConstrain
     return AtomicConstraint(IN_FORCE_DATE, operator, right_operand)
 
 
-def use_permission(*constraints: AtomicConstraint, combine: Literal["and", "list"] = "and") -> Policy:
+def use_permission(
+    *constraints: AtomicConstraint, combine: Literal["and", "list"] = "and"
+) -> Policy:
     """A policy with one `use` permission.
 
     One constraint is always attached directly (`odrl:constraint` is then a single object);

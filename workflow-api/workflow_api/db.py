@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -20,7 +21,7 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _timestamp(*, nullable: bool = False, index: bool = False) -> Any:
+def timestamp_field(*, nullable: bool = False, index: bool = False) -> Any:
     return Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index)
     )
@@ -43,8 +44,8 @@ class Grant(SQLModel, table=True):
 
     asset_id: str = Field(primary_key=True)
     agreement_id: str | None = None
-    granted_at: datetime = _timestamp()
-    expires_at: datetime | None = _timestamp(nullable=True)
+    granted_at: datetime = timestamp_field()
+    expires_at: datetime | None = timestamp_field(nullable=True)
 
 
 class Upload(SQLModel, table=True):
@@ -55,7 +56,7 @@ class Upload(SQLModel, table=True):
     media_type: str
     size: int
     sha256: str
-    created: datetime = _timestamp(index=True)
+    created: datetime = timestamp_field(index=True)
 
 
 class Job(SQLModel, table=True):
@@ -66,10 +67,10 @@ class Job(SQLModel, table=True):
     status: JobStatus = Field(index=True)
     message: str = ""
     progress: int = 0
-    created: datetime = _timestamp(index=True)
-    started: datetime | None = _timestamp(nullable=True)
-    finished: datetime | None = _timestamp(nullable=True)
-    updated: datetime = _timestamp()
+    created: datetime = timestamp_field(index=True)
+    started: datetime | None = timestamp_field(nullable=True)
+    finished: datetime | None = timestamp_field(nullable=True)
+    updated: datetime = timestamp_field()
     launch: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     subscriber: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     results: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
@@ -78,13 +79,15 @@ class Job(SQLModel, table=True):
     process_start_ticks: int | None = None
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, tables: Sequence[type[SQLModel]] | None = None) -> Engine:
+    """An engine with the tables created (this service's, unless others are named)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    SQLModel.metadata.create_all(engine, tables=[_table(m) for m in (Grant, Upload, Job)])
+    models = (Grant, Upload, Job) if tables is None else tables
+    SQLModel.metadata.create_all(engine, tables=[_table(model) for model in models])
     return engine
 
 

@@ -154,6 +154,13 @@ class UploadService:
             )
             return list(session.exec(query))
 
+    def remove_all(self) -> int:
+        with Session(self._engine) as session:
+            upload_ids = list(session.exec(select(Upload.id)))
+        for upload_id in upload_ids:
+            self.delete(upload_id)
+        return len(upload_ids)
+
     def delete(self, upload_id: str) -> None:
         upload = self.get(upload_id)
         self._store.delete_prefix(keys.upload_key(upload.id))

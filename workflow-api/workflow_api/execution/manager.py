@@ -143,17 +143,25 @@ class JobManager:
 
     def dismiss_process(self, process_id: str) -> int:
         """Dismiss every unfinished job of a process (its grant was revoked)."""
+        return self._dismiss_where(Job.process_id == process_id)
+
+    def dismiss_all(self) -> int:
+        return self._dismiss_where()
+
+    def _dismiss_where(self, *conditions: Any) -> int:
+        unfinished = col(Job.status).in_([JobStatus.ACCEPTED, JobStatus.RUNNING])
         with Session(self._engine) as session:
-            job_ids = list(
-                session.exec(
-                    select(Job.id).where(
-                        Job.process_id == process_id,
-                        col(Job.status).in_([JobStatus.ACCEPTED, JobStatus.RUNNING]),
-                    )
-                )
-            )
+            job_ids = list(session.exec(select(Job.id).where(unfinished, *conditions)))
         for job_id in job_ids:
             self.dismiss(job_id)
+        return len(job_ids)
+
+    def remove_all(self) -> int:
+        """Delete every finished job and what it stored (dismiss the others first)."""
+        with Session(self._engine) as session:
+            job_ids = list(session.exec(select(Job.id)))
+        for job_id in job_ids:
+            self.remove(job_id)
         return len(job_ids)
 
     def live_log(self, job_id: str) -> Any:

@@ -45,6 +45,19 @@ def put_grant(
     return grant_document(grant)
 
 
+@router.delete("/data")
+def purge_data(services: ServicesDep, _: AdminDep) -> dict[str, Any]:
+    """Before teardown: dismiss every job, delete every job, upload and stored object."""
+    dismissed = services.jobs.dismiss_all()
+    removed_jobs = services.jobs.remove_all()
+    removed_uploads = services.uploads.remove_all()
+    return {
+        "dismissedJobs": dismissed,
+        "removedJobs": removed_jobs,
+        "removedUploads": removed_uploads,
+    }
+
+
 @router.delete("/grants/{asset_id}")
 def revoke_grant(asset_id: str, services: ServicesDep, _: AdminDep) -> dict[str, Any]:
     """The asset disappears at once; its queued and running jobs are dismissed."""

@@ -1,0 +1,1 @@
+"""The provisioner: EDC HTTP provisioning, per-consumer workflow-apis, grants, tokens."""

@@ -1,0 +1,46 @@
+"""Per-grant credential secrets: `<grant id>.<HMAC>`, 256 bits, derived rather than stored.
+
+The secret travels in the data address EDC keeps (`authCode`); the credentials endpoint recomputes
+the HMAC for the named grant and compares in constant time. Nothing secret sits in the database,
+and knowing a consumer or grant id is not enough.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from pathlib import Path
+
+
+class CredentialSecrets:
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("the credentials key needs at least 32 bytes")
+        self._key = key
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> CredentialSecrets:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(os.urandom(32))
+        return cls(path.read_bytes())
+
+    def _mac(self, grant_id: str) -> str:
+        digest = hmac.new(self._key, f"credentials:{grant_id}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def issue(self, grant_id: str) -> str:
+        return f"{grant_id}.{self._mac(grant_id)}"
+
+    def grant_id_of(self, secret: str) -> str | None:
+        """The grant a secret belongs to, or None if it is not one we issued."""
+        grant_id, separator, mac = secret.strip().rpartition(".")
+        if not separator or not grant_id:
+            return None
+        if not hmac.compare_digest(mac.encode(), self._mac(grant_id).encode()):
+            return None
+        return grant_id

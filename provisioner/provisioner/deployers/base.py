@@ -1,0 +1,38 @@
+"""The Deployer protocol.
+
+The reconciler calls `deploy` again and again until it answers `ready` (it must never block for
+long: start what is missing, check what is there, return); it also calls it on ready consumers to
+supervise them (a dead deployment is restarted and answers `starting`). `detail` is the deployer's
+own bookkeeping (ports, process ids, object names): the caller persists what `deploy` returns and
+hands it back on the next call, including after a provisioner restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+DeploymentState = Literal["starting", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    consumer_id: str
+    slug: str  # DNS-label-safe, unique per consumer, derived from the id
+    token_audience: str
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    state: DeploymentState
+    endpoint: str | None  # the workflow-api's base URL, once known
+    detail: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+
+class Deployer(Protocol):
+    def deploy(self, spec: ConsumerSpec, detail: dict[str, Any]) -> DeploymentStatus:
+        """Create, adopt or check the consumer's workflow-api; idempotent and quick."""
+
+    def remove(self, spec: ConsumerSpec, detail: dict[str, Any]) -> None:
+        """Stop it and delete its data; idempotent; returns when it is gone (bounded time)."""

@@ -1,0 +1,438 @@
+"""The reconciler: one thread, owned by the lifespan, moving every record one step at a time.
+
+Each pass: expire grants whose contract ended → advance due grants (deploy the consumer, grant the
+asset in its workflow-api, call EDC back; or revoke and call back) → look after consumers
+(supervise, tear down idle ones after the grace period). Every step is persisted before the next;
+a crash at any point resumes from the database. Request handlers only insert grants or mark them
+revoking; the reconciler writes with conditional updates, so neither overwrites the other.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from provisioner.db import Consumer, ConsumerState, Grant, GrantState, as_utc, utcnow
+from provisioner.deployers.base import ConsumerSpec, Deployer
+from provisioner.edc.callbacks import CallbackClient, CallbackError, CallbackRetryableError
+from provisioner.metrics import Metrics
+from provisioner.slugs import consumer_slug
+from provisioner.tokens import workflow_api_audience
+from provisioner.workflow_apis import WorkflowApiClient, WorkflowApiError
+
+log = logging.getLogger(__name__)
+
+LIVE = [GrantState.PROVISIONING, GrantState.ACTIVE]
+DEPLOY_POLL = timedelta(milliseconds=50)
+MAX_BACKOFF = timedelta(seconds=30)
+
+# (grant, consumer) -> (callback URL, body) for "provision" or "deprovision"; None: no callback
+CallbackBuilder = Callable[[Grant, Consumer, str], tuple[str, dict[str, Any]] | None]
+
+
+def spec_of(consumer: Consumer) -> ConsumerSpec:
+    return ConsumerSpec(consumer.id, consumer.slug, workflow_api_audience(consumer.slug))
+
+
+def backoff(attempts: int) -> timedelta:
+    return min(timedelta(milliseconds=50) * (1 << min(attempts, 20)), MAX_BACKOFF)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        deployer: Deployer,
+        workflow_apis: WorkflowApiClient,
+        callbacks: CallbackClient,
+        build_callback: CallbackBuilder,
+        metrics: Metrics,
+        grace: timedelta,
+        interval: timedelta,
+        supervise_every: timedelta,
+        callback_deadline: timedelta,
+    ) -> None:
+        self._engine = engine
+        self._deployer = deployer
+        self._apis = workflow_apis
+        self._callbacks = callbacks
+        self._build_callback = build_callback
+        self._metrics = metrics
+        self._grace = grace
+        self._interval = interval
+        self._supervise_every = supervise_every
+        self._callback_deadline = callback_deadline
+        self._wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("reconciler pass failed; retrying")
+            self._wakeup.wait(self._seconds_to_next_work())
+            self._wakeup.clear()
+
+    # --- one pass ------------------------------------------------------------------------------
+
+    def run_once(self) -> None:
+        self._expire()
+        with Session(self._engine) as session:
+            due = list(
+                session.exec(
+                    select(Grant)
+                    .where(
+                        col(Grant.state).in_([GrantState.PROVISIONING, GrantState.REVOKING]),
+                        col(Grant.next_attempt_at) <= utcnow(),
+                    )
+                    .order_by(col(Grant.next_attempt_at))
+                )
+            )
+        for grant in due:
+            if self._stopping.is_set():
+                return
+            if grant.state is GrantState.PROVISIONING:
+                self._provision(grant)
+            else:
+                self._revoke(grant)
+        self._look_after_consumers()
+        self._update_gauges()
+
+    def _seconds_to_next_work(self) -> float:
+        now = utcnow()
+        candidates = [now + self._interval]
+        with Session(self._engine) as session:
+            pending = session.exec(
+                select(func.min(Grant.next_attempt_at)).where(
+                    col(Grant.state).in_([GrantState.PROVISIONING, GrantState.REVOKING])
+                )
+            ).one()
+            expiring = session.exec(
+                select(func.min(Grant.expires_at)).where(col(Grant.state).in_(LIVE))
+            ).one()
+            deploying = session.exec(
+                select(func.count()).where(
+                    col(Consumer.state).in_([ConsumerState.DEPLOYING, ConsumerState.TEARING_DOWN])
+                )
+            ).one()
+        candidates += [as_utc(moment) for moment in (pending, expiring) if moment is not None]
+        if deploying:
+            candidates.append(now + DEPLOY_POLL)
+        return max((min(candidates) - now).total_seconds(), 0.0)
+
+    def _expire(self) -> None:
+        now = utcnow()
+        with Session(self._engine) as session:
+            result = session.exec(
+                update(Grant)
+                .where(col(Grant.state).in_(LIVE), col(Grant.expires_at) <= now)
+                .values(
+                    state=GrantState.REVOKING,
+                    revoke_reason="the contract expired",
+                    next_attempt_at=now,
+                    attempts=0,
+                    callback_deadline=now + self._callback_deadline,
+                    updated=now,
+                )
+            )
+            session.commit()
+        if result.rowcount:
+            log.info("%d grant(s) expired", result.rowcount)
+
+    # --- grants ----------------------------------------------------------------------------------
+
+    def _provision(self, grant: Grant) -> None:
+        consumer = self._consumer_for(grant.consumer_id)
+        if consumer.state is not ConsumerState.READY:
+            consumer = self._deploy(consumer)
+            if consumer.state is not ConsumerState.READY:
+                self._save(grant, GrantState.PROVISIONING, next_attempt_at=utcnow() + DEPLOY_POLL)
+                return
+        assert consumer.endpoint is not None
+        try:
+            if not grant.granted_in_api:
+                self._apis.grant(
+                    consumer.endpoint,
+                    spec_of(consumer).token_audience,
+                    grant.asset_id,
+                    agreement_id=grant.agreement_id,
+                    expires_at=grant.expires_at,
+                )
+                if not self._save(grant, GrantState.PROVISIONING, granted_in_api=True):
+                    return
+                grant.granted_in_api = True
+            callback = self._build_callback(grant, consumer, "provision")
+            if callback is not None:
+                self._callbacks.post(*callback)
+        except (WorkflowApiError, CallbackError) as error:
+            self._provision_failed(grant, error)
+            return
+        now = utcnow()
+        if self._save(
+            grant,
+            GrantState.PROVISIONING,
+            state=GrantState.ACTIVE,
+            callback_done=True,
+            provisioned_at=now,
+            last_error="",
+            attempts=0,
+        ):
+            seconds = (now - as_utc(grant.created)).total_seconds()
+            self._metrics.provisioning_seconds.labels(grant.flavour.value).observe(seconds)
+            log.info(
+                "grant %s active for consumer %s after %.3f s", grant.id, grant.consumer_id, seconds
+            )
+
+    def _provision_failed(self, grant: Grant, error: Exception) -> None:
+        if isinstance(error, CallbackError):
+            self._metrics.callback_failures.labels("provision").inc()
+        attempts = grant.attempts + 1
+        now = utcnow()
+        deadline = as_utc(grant.callback_deadline) if grant.callback_deadline else None
+        retryable = not isinstance(error, CallbackError) or isinstance(
+            error, CallbackRetryableError
+        )
+        if retryable and (deadline is None or now < deadline):
+            log.warning("grant %s: %s (attempt %d, retrying)", grant.id, error, attempts)
+            self._save(
+                grant,
+                GrantState.PROVISIONING,
+                attempts=attempts,
+                last_error=str(error),
+                next_attempt_at=now + backoff(attempts),
+            )
+            return
+        log.error("grant %s: giving up: %s", grant.id, error)
+        self._save(
+            grant,
+            GrantState.PROVISIONING,
+            state=GrantState.REVOKING,
+            attempts=0,
+            last_error=str(error),
+            revoke_reason=f"provisioning failed: {error}",
+            next_attempt_at=now,
+            callback_deadline=now + self._callback_deadline,
+        )
+
+    def _revoke(self, grant: Grant) -> None:
+        consumer = self._find_consumer(grant.consumer_id)
+        try:
+            ready = consumer is not None and consumer.state is ConsumerState.READY
+            if grant.granted_in_api and ready and not self._asset_still_granted(grant):
+                assert consumer is not None and consumer.endpoint is not None
+                self._apis.revoke(
+                    consumer.endpoint, spec_of(consumer).token_audience, grant.asset_id
+                )
+            if not self._save(grant, GrantState.REVOKING, granted_in_api=False):
+                return
+            if grant.deprovision_requested and not grant.deprovision_callback_done and consumer:
+                callback = self._build_callback(grant, consumer, "deprovision")
+                if callback is not None:
+                    self._callbacks.post(*callback)
+        except (WorkflowApiError, CallbackError) as error:
+            if isinstance(error, CallbackError):
+                self._metrics.callback_failures.labels("deprovision").inc()
+            deadline = as_utc(grant.callback_deadline) if grant.callback_deadline else utcnow()
+            if isinstance(error, CallbackRetryableError | WorkflowApiError) and utcnow() < deadline:
+                attempts = grant.attempts + 1
+                log.warning("grant %s: revoking: %s (attempt %d)", grant.id, error, attempts)
+                self._save(
+                    grant,
+                    GrantState.REVOKING,
+                    attempts=attempts,
+                    last_error=str(error),
+                    next_attempt_at=utcnow() + backoff(attempts),
+                )
+                return
+            log.error("grant %s: revoking gave up on a step: %s", grant.id, error)
+        final = GrantState.REVOKED if grant.provisioned_at is not None else GrantState.FAILED
+        if self._save(grant, GrantState.REVOKING, state=final, deprovision_callback_done=True):
+            log.info("grant %s %s: %s", grant.id, final.value, grant.revoke_reason)
+
+    def _asset_still_granted(self, grant: Grant) -> bool:
+        """Another live grant of the same consumer for the same asset keeps it visible."""
+        with Session(self._engine) as session:
+            other = session.exec(
+                select(Grant.id).where(
+                    Grant.consumer_id == grant.consumer_id,
+                    Grant.asset_id == grant.asset_id,
+                    Grant.id != grant.id,
+                    col(Grant.state).in_(LIVE),
+                    col(Grant.granted_in_api).is_(True),
+                )
+            ).first()
+        return other is not None
+
+    def _save(self, grant: Grant, expected: GrantState, **changes: Any) -> bool:
+        """Persist `changes` if the grant is still in `expected`; False if someone moved it."""
+        changes["updated"] = utcnow()
+        with Session(self._engine) as session:
+            result = session.exec(
+                update(Grant)
+                .where(col(Grant.id) == grant.id, col(Grant.state) == expected)
+                .values(**changes)
+            )
+            session.commit()
+        if result.rowcount != 1:
+            self.wake()
+            return False
+        for name, value in changes.items():
+            setattr(grant, name, value)
+        return True
+
+    # --- consumers -------------------------------------------------------------------------------
+
+    def _find_consumer(self, consumer_id: str) -> Consumer | None:
+        with Session(self._engine) as session:
+            return session.get(Consumer, consumer_id)
+
+    def _consumer_for(self, consumer_id: str) -> Consumer:
+        """The consumer's row, created (or revived from `removed`) as `deploying`."""
+        now = utcnow()
+        with Session(self._engine) as session:
+            consumer = session.get(Consumer, consumer_id)
+            if consumer is None:
+                consumer = Consumer(
+                    id=consumer_id,
+                    slug=consumer_slug(consumer_id),
+                    state=ConsumerState.DEPLOYING,
+                    created=now,
+                    updated=now,
+                )
+            elif consumer.state in {ConsumerState.REMOVED, ConsumerState.TEARING_DOWN}:
+                if consumer.state is ConsumerState.TEARING_DOWN:
+                    self._tear_down(consumer)
+                consumer.state, consumer.detail, consumer.endpoint = (
+                    ConsumerState.DEPLOYING,
+                    {},
+                    None,
+                )
+            else:
+                return consumer
+            consumer.deploy_started, consumer.idle_since, consumer.updated = now, None, now
+            session.add(consumer)
+            session.commit()
+            session.refresh(consumer)
+            log.info("consumer %s: deploying its workflow-api", consumer_id)
+            return consumer
+
+    def _deploy(self, consumer: Consumer) -> Consumer:
+        status = self._deployer.deploy(spec_of(consumer), dict(consumer.detail))
+        state = ConsumerState.READY if status.state == "ready" else ConsumerState.DEPLOYING
+        if state is not consumer.state:
+            log.info("consumer %s is %s %s", consumer.id, state.value, status.endpoint or "")
+        if status.state == "failed":
+            log.warning("consumer %s: deployment failed: %s", consumer.id, status.message)
+        return self._update_consumer(
+            consumer,
+            state=state,
+            endpoint=status.endpoint,
+            detail=status.detail,
+            message=status.message,
+            checked=utcnow(),
+        )
+
+    def _update_consumer(self, consumer: Consumer, **changes: Any) -> Consumer:
+        with Session(self._engine) as session:
+            stored = session.get(Consumer, consumer.id)
+            assert stored is not None
+            for name, value in {**changes, "updated": utcnow()}.items():
+                setattr(stored, name, value)
+            session.add(stored)
+            session.commit()
+            session.refresh(stored)
+            return stored
+
+    def _look_after_consumers(self) -> None:
+        now = utcnow()
+        with Session(self._engine) as session:
+            consumers = list(
+                session.exec(select(Consumer).where(Consumer.state != ConsumerState.REMOVED))
+            )
+            live = dict(
+                session.exec(
+                    select(Grant.consumer_id, func.count())
+                    .where(col(Grant.state).in_([*LIVE, GrantState.REVOKING]))
+                    .group_by(Grant.consumer_id)
+                ).all()
+            )
+        for consumer in consumers:
+            if consumer.state is ConsumerState.TEARING_DOWN:
+                self._tear_down(consumer)
+            elif live.get(consumer.id, 0) == 0:
+                idle_since = as_utc(consumer.idle_since) if consumer.idle_since else now
+                if consumer.idle_since is None:
+                    self._update_consumer(consumer, idle_since=now)
+                if now - idle_since >= self._grace:
+                    self._tear_down(
+                        self._update_consumer(consumer, state=ConsumerState.TEARING_DOWN)
+                    )
+            elif consumer.state is ConsumerState.DEPLOYING or self._supervision_due(consumer, now):
+                busy = consumer
+                if busy.idle_since is not None:
+                    busy = self._update_consumer(busy, idle_since=None)
+                self._deploy(busy)
+
+    def _supervision_due(self, consumer: Consumer, now: datetime) -> bool:
+        checked = as_utc(consumer.checked) if consumer.checked else None
+        return checked is None or now - checked >= self._supervise_every
+
+    def _tear_down(self, consumer: Consumer) -> None:
+        spec = spec_of(consumer)
+        if consumer.endpoint and consumer.state is not ConsumerState.REMOVED:
+            try:
+                self._apis.purge(consumer.endpoint, spec.token_audience)
+            except WorkflowApiError as error:
+                log.warning(
+                    "consumer %s: could not purge its data through its API: %s", consumer.id, error
+                )
+        self._deployer.remove(spec, dict(consumer.detail))
+        self._update_consumer(
+            consumer,
+            state=ConsumerState.REMOVED,
+            endpoint=None,
+            detail={},
+            idle_since=None,
+            message="removed",
+        )
+        log.info("consumer %s: deployment and data removed", consumer.id)
+
+    def _update_gauges(self) -> None:
+        with Session(self._engine) as session:
+            active = session.exec(
+                select(func.count()).where(Consumer.state != ConsumerState.REMOVED)
+            ).one()
+            by_state = dict(
+                session.exec(select(Grant.state, func.count()).group_by(Grant.state)).all()
+            )
+        self._metrics.active_consumers.set(active)
+        for state in GrantState:
+            self._metrics.grants.labels(state.value).set(by_state.get(state, 0))

@@ -1,0 +1,1 @@
+"""HTTP routes of the provisioner, one module per audience."""

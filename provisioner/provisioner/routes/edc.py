@@ -1,0 +1,95 @@
+"""EDC's two HTTP provisioning protocols. Answer at once; the reconciler does the work.
+
+Legacy: provision → any 2xx; deprovision → exactly 200 (201/202/204 count as fatal in EDC).
+Refusals are 4xx (fatal for EDC); 503 when EDC's Management API could not be asked (EDC retries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from provisioner.db import Flavour
+from provisioner.deps import EndpointSecretDep, ServicesDep
+from provisioner.edc.wire import DataPlaneProvisionRequest, LegacyProvisionRequest
+from provisioner.errors import ProvisionerError
+from provisioner.metrics import Metrics
+
+router = APIRouter(prefix="/edc", tags=["edc"])
+T = TypeVar("T")
+
+
+def _counted(metrics: Metrics, flavour: Flavour, kind: str, action: Callable[[], T]) -> T:
+    try:
+        result = action()
+    except ProvisionerError as error:
+        outcome = "refused" if error.status < 500 else "retry"
+        metrics.requests.labels(flavour.value, kind, outcome).inc()
+        raise
+    metrics.requests.labels(flavour.value, kind, "accepted").inc()
+    return result
+
+
+@router.post("/provision")
+def legacy_provisioning(
+    body: LegacyProvisionRequest, services: ServicesDep, _: EndpointSecretDep
+) -> JSONResponse:
+    intake, metrics = services.intake, services.metrics
+    if body.type == "deprovision":
+        _counted(
+            metrics,
+            Flavour.LEGACY,
+            "deprovision",
+            lambda: intake.deprovision(Flavour.LEGACY, body.transferProcessId),
+        )
+        return JSONResponse({"status": "deprovisioning"}, status_code=200)
+    grant = _counted(
+        metrics,
+        Flavour.LEGACY,
+        "provision",
+        lambda: intake.provision(
+            Flavour.LEGACY,
+            transfer_process_id=body.transferProcessId,
+            callback_address=body.callbackAddress,
+            asset_id=body.assetId,
+            resource_definition_id=body.resourceDefinitionId,
+        ),
+    )
+    return JSONResponse({"status": "provisioning", "grant": grant.id}, status_code=200)
+
+
+@router.post("/dataplane/provision")
+def dataplane_provisioning(
+    body: DataPlaneProvisionRequest,
+    services: ServicesDep,
+    _: EndpointSecretDep,
+    asset: Annotated[str | None, Query(description="the asset, when named in the URL")] = None,
+) -> JSONResponse:
+    intake, metrics = services.intake, services.metrics
+    answer: dict[str, Any]
+    if body.type == "deprovision":
+        _counted(
+            metrics,
+            Flavour.DATAPLANE,
+            "deprovision",
+            lambda: intake.deprovision(Flavour.DATAPLANE, body.flowId, body.provisionResourceId),
+        )
+        answer = {"status": "deprovisioning"}
+    else:
+        grant = _counted(
+            metrics,
+            Flavour.DATAPLANE,
+            "provision",
+            lambda: intake.provision(
+                Flavour.DATAPLANE,
+                transfer_process_id=body.flowId,
+                callback_address=body.callbackAddress,
+                asset_id=asset,
+                provision_resource_id=body.provisionResourceId,
+            ),
+        )
+        answer = {"status": "provisioning", "grant": grant.id}
+    return JSONResponse(answer, status_code=200)

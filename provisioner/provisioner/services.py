@@ -1,0 +1,150 @@
+"""The services of one provisioner, built once by the app's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine
+from workflow_api.signing_keys import SigningKey
+from workflow_contracts.asset import WorkflowAsset, load_catalog
+
+from provisioner.credentials import CredentialSecrets
+from provisioner.db import make_engine
+from provisioner.deployers.base import Deployer
+from provisioner.deployers.local import LocalDeployer
+from provisioner.edc.callbacks import CallbackClient
+from provisioner.edc.management import ManagementClient
+from provisioner.handover import Handover
+from provisioner.intake import Intake
+from provisioner.metrics import Metrics
+from provisioner.reconciler import Reconciler
+from provisioner.settings import Settings
+from provisioner.tokens import TokenService
+from provisioner.workflow_apis import WorkflowApiClient
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    catalog: dict[str, WorkflowAsset]
+    tokens: TokenService
+    metrics: Metrics
+    intake: Intake
+    handover: Handover
+    reconciler: Reconciler
+    closers: list[Callable[[], None]]
+
+    def close(self) -> None:
+        for close in self.closers:
+            close()
+        self.engine.dispose()
+
+
+def workflow_api_environment(settings: Settings) -> dict[str, str]:
+    """The WORKFLOW_API_* settings every consumer's workflow-api shares."""
+    env = {
+        "WORKFLOW_API_ASSETS_DIR": str(settings.assets_dir.resolve()),
+        "WORKFLOW_API_TOKEN_ISSUER": settings.token_issuer,
+        "WORKFLOW_API_JWKS_URL": f"{settings.base_url}/.well-known/jwks.json",
+        "WORKFLOW_API_STORAGE": settings.storage,
+        "WORKFLOW_API_MAX_RUNNING_JOBS": str(settings.max_running_jobs),
+    }
+    if settings.storage_quota is not None:
+        env["WORKFLOW_API_STORAGE_QUOTA"] = str(settings.storage_quota)
+    if settings.storage == "s3":
+        assert settings.s3_access_key is not None and settings.s3_secret_key is not None
+        env |= {
+            "WORKFLOW_API_S3_ENDPOINT": str(settings.s3_endpoint),
+            "WORKFLOW_API_S3_ACCESS_KEY": settings.s3_access_key.get_secret_value(),
+            "WORKFLOW_API_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
+            "WORKFLOW_API_S3_BUCKET": str(settings.s3_bucket),
+            "WORKFLOW_API_S3_SECURE": "true" if settings.s3_secure else "false",
+        }
+    return env
+
+
+def _make_deployer(settings: Settings) -> Deployer:
+    deployers: dict[str, Callable[[], Deployer]] = {
+        "local": lambda: LocalDeployer(
+            root=settings.data_dir / "consumers",
+            workflow_api_env=workflow_api_environment(settings),
+            host=settings.local_host,
+            public_host=settings.local_public_host,
+        ),
+    }
+    return deployers[settings.deployer]()
+
+
+def build_services(settings: Settings) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    catalog = load_catalog(settings.assets_dir)
+    key_file = settings.signing_key_file or settings.data_dir / "signing-key.pem"
+    tokens = TokenService(
+        SigningKey.load_or_create(key_file),
+        issuer=settings.token_issuer,
+        max_lifetime_seconds=settings.token_max_lifetime_seconds,
+    )
+    metrics = Metrics()
+    secret = settings.edc_management_api_key
+    management = (
+        ManagementClient(
+            str(settings.edc_management_url),
+            api_key=secret.get_secret_value() if secret else None,
+            timeout_seconds=settings.edc_timeout_seconds,
+        )
+        if settings.edc_management_url
+        else None
+    )
+    callback_key = settings.edc_callback_api_key
+    callbacks = CallbackClient(
+        api_key=callback_key.get_secret_value() if callback_key else None,
+        timeout_seconds=settings.edc_timeout_seconds,
+    )
+    workflow_apis = WorkflowApiClient(tokens)
+    handover = Handover(
+        engine=engine,
+        tokens=tokens,
+        secrets=CredentialSecrets.load_or_create(settings.data_dir / "credentials.key"),
+        base_url=settings.base_url,
+        dataplane_address=settings.dataplane_address,
+    )
+    deadline = timedelta(seconds=settings.callback_deadline_seconds)
+    reconciler = Reconciler(
+        engine=engine,
+        deployer=_make_deployer(settings),
+        workflow_apis=workflow_apis,
+        callbacks=callbacks,
+        build_callback=handover.callback,
+        metrics=metrics,
+        grace=timedelta(seconds=settings.expiry_grace_seconds),
+        interval=timedelta(seconds=settings.reconcile_interval_seconds),
+        supervise_every=timedelta(seconds=settings.supervise_interval_seconds),
+        callback_deadline=deadline,
+    )
+    intake = Intake(
+        engine=engine,
+        management=management,
+        catalog=catalog,
+        metrics=metrics,
+        callback_deadline=deadline,
+        callback_delay=timedelta(seconds=settings.callback_delay_seconds),
+        wake=reconciler.wake,
+    )
+    closers = [callbacks.close, workflow_apis.close]
+    if management is not None:
+        closers.append(management.close)
+    return Services(
+        settings=settings,
+        engine=engine,
+        catalog=catalog,
+        tokens=tokens,
+        metrics=metrics,
+        intake=intake,
+        handover=handover,
+        reconciler=reconciler,
+        closers=closers,
+    )
