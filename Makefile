@@ -6,7 +6,7 @@ PACKAGES := contracts data-sidecar dummy-job workflow-api provisioner
 
 .PHONY: run test lint typecheck install
 run: install
-	$(BIN)/workflow-api dev
+	$(BIN)/provisioner dev
 
 test: install lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from workflow_api.settings import Settings
 from workflow_api.signing_keys import SigningKey
 from workflow_contracts.tokens import ADMIN_SCOPE
@@ -261,8 +262,14 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "load_average_1_5_15": [round(value, 2) for value in os.getloadavg()],
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def load_note() -> str:
+    """The 1-minute load average, to spot runs disturbed by other work on the machine."""
+    return f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
 
 
 def write_results(name: str, results: dict[str, Any]) -> Path:

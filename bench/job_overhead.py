@@ -8,6 +8,10 @@
 
 Targets: overhead < 150 ms, throughput >= 20 jobs/s (2-core machine).
 
+`--worker true` swaps the noop asset's local command for `true` (in a temporary copy of the asset
+directory), taking the ~100 ms of CPU that starting Python costs out of every job: what is left is
+the middle layer's own cost.
+
     .venv/bin/python bench/job_overhead.py [--jobs 50] [--throughput-jobs 200] [--max-running 4 8]
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,11 +31,43 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import SpawnedApi, print_table, server_cpu, spawn_api, summary_ms, write_results
+import yaml
+from harness import (
+    DUMMY_ASSETS,
+    SpawnedApi,
+    load_note,
+    print_table,
+    server_cpu,
+    spawn_api,
+    summary_ms,
+    write_results,
+)
 
 OVERHEAD_TARGET_MS = 150.0
 THROUGHPUT_TARGET = 20.0
 PROCESS = "noop"
+WORKERS = {"dummy-job": ["dummy-job", "noop"], "true": ["true"]}
+
+
+def local_command(worker: str) -> list[str]:
+    """The asset's local command as the local runner finds it (the venv's bin first on PATH)."""
+    command = list(WORKERS[worker])
+    executable = Path(sys.executable).parent / command[0]
+    return [str(executable), *command[1:]] if executable.exists() else command
+
+
+def assets_dir(worker: str, work_dir: Path) -> Path:
+    """The dummy assets, with the noop asset's local command replaced when the worker is not
+    `dummy-job`."""
+    if worker == "dummy-job":
+        return DUMMY_ASSETS
+    directory = work_dir / "assets"
+    shutil.copytree(DUMMY_ASSETS, directory)
+    asset_file = directory / f"{PROCESS}.yaml"
+    asset = yaml.safe_load(asset_file.read_text())
+    asset["local"]["command"] = WORKERS[worker]
+    asset_file.write_text(yaml.safe_dump(asset))
+    return directory
 
 
 def _children_cpu() -> float:
@@ -38,10 +75,11 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def direct_runs(count: int, warmup: int, work_dir: Path) -> tuple[list[float], float]:
-    """Wall times of `dummy-job noop` (the asset's local command) started like the local runner,
-    and its CPU seconds per run."""
-    command = [str(Path(sys.executable).parent / "dummy-job"), "noop"]
+def direct_runs(
+    command: list[str], count: int, warmup: int, work_dir: Path
+) -> tuple[list[float], float]:
+    """Wall times of the asset's local command started like the local runner does, and its CPU
+    seconds per run."""
     workspace = work_dir / "direct-workspace"
     workspace.mkdir(parents=True, exist_ok=True)
     environment = {
@@ -177,16 +215,25 @@ def main() -> None:
     parser.add_argument(
         "--progress-poll-seconds", type=float, default=None, help="server setting (default 0.5)"
     )
+    parser.add_argument(
+        "--worker",
+        choices=sorted(WORKERS),
+        default="dummy-job",
+        help="the noop asset's local command: as shipped, or `true` (see above)",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temporary dir")
     parser.add_argument("--name", default="job_overhead", help="results/<name>.json")
     arguments = parser.parse_args()
+    load_before = load_note()
 
+    command = local_command(arguments.worker)
     server_settings: dict[str, object] = {}
     if arguments.progress_poll_seconds is not None:
         server_settings["progress_poll_seconds"] = arguments.progress_poll_seconds
     with tempfile.TemporaryDirectory(prefix="bench-jobs-", dir=arguments.work_dir) as temporary:
         work_dir = Path(temporary)
-        timings, job_cpu = direct_runs(arguments.jobs, arguments.warmup, work_dir)
+        server_settings["assets_dir"] = assets_dir(arguments.worker, work_dir)
+        timings, job_cpu = direct_runs(command, arguments.jobs, arguments.warmup, work_dir)
         direct = {**summary_ms(timings), "cpu_ms": round(job_cpu * 1000, 1)}
 
         api = spawn_api(work_dir / "latency", **server_settings)
@@ -217,7 +264,8 @@ def main() -> None:
     print(
         f"settings: progress_poll_seconds={settings.progress_poll_seconds} "
         f"max_running_jobs={settings.max_running_jobs} (latency run), storage={settings.storage}, "
-        f"database=sqlite, runner={settings.runner}, poll={arguments.poll_ms} ms"
+        f"database=sqlite, runner={settings.runner}, client poll {arguments.poll_ms} ms, "
+        f"worker {' '.join(WORKERS[arguments.worker])!r}, {arguments.submitters} submitters"
     )
     print_table(
         f"Per-job latency, {arguments.jobs} jobs each (ms)",
@@ -225,7 +273,7 @@ def main() -> None:
         [
             [name, row["median_ms"], row["p90_ms"], row["min_ms"], row["max_ms"]]
             for name, row in (
-                ("(a) direct dummy-job noop", direct),
+                (f"(a) direct {' '.join(WORKERS[arguments.worker])}", direct),
                 ("(b) API submit → successful", latency["latency"]),
                 ("    POST /execution alone", latency["submit_request"]),
                 ("    server created→started", latency["server_created_to_started"]),
@@ -236,7 +284,7 @@ def main() -> None:
     verdict = "OK" if overhead < OVERHEAD_TARGET_MS else "MISSED"
     print(f"  overhead = {overhead:.1f} ms (target < {OVERHEAD_TARGET_MS:.0f} ms): {verdict}")
     print(
-        f"  CPU per job: dummy-job noop {direct['cpu_ms']} ms; server (with the client's "
+        f"  CPU per job: the worker {direct['cpu_ms']} ms; server (with the client's "
         f"polling) {latency['server_cpu_ms_per_job']} ms"
     )
     print_table(
@@ -268,6 +316,7 @@ def main() -> None:
     path = write_results(
         arguments.name,
         {
+            "load_before": load_before,
             "settings": {
                 "progress_poll_seconds": settings.progress_poll_seconds,
                 "latency_max_running_jobs": settings.max_running_jobs,
@@ -275,6 +324,8 @@ def main() -> None:
                 "runner": settings.runner,
                 "database": "sqlite",
                 "client_poll_ms": arguments.poll_ms,
+                "worker": WORKERS[arguments.worker],
+                "submitters": arguments.submitters,
                 "warmup": arguments.warmup,
             },
             "direct": direct,
@@ -290,7 +341,7 @@ def main() -> None:
             },
         },
     )
-    print(f"\nresults: {path}")
+    print(f"\nbefore the run: {load_before}; results: {path}")
 
 
 if __name__ == "__main__":

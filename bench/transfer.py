@@ -42,12 +42,14 @@ import httpx
 from harness import (
     RssSampler,
     SpawnedApi,
+    load_note,
     print_table,
     rss_bytes,
     server_cpu,
     spawn_api,
     write_results,
 )
+
 from workflow_api.storage import base as keys
 from workflow_api.storage.factory import make_store
 
@@ -279,6 +281,7 @@ def main() -> None:
     )
     parser.add_argument("--name", default="transfer", help="results/<name>.json")
     arguments = parser.parse_args()
+    load_before = load_note()
     size = arguments.size_mib * MiB
     curl = not arguments.no_curl and shutil.which("curl") is not None
 
@@ -360,6 +363,7 @@ def main() -> None:
     path = write_results(
         arguments.name,
         {
+            "load_before": load_before,
             "size_bytes": size,
             "repeat": arguments.repeat,
             "warmup_rounds": arguments.warmup_rounds,
@@ -381,7 +385,7 @@ def main() -> None:
             "rounds": [{name: asdict(phase) for name, phase in r.items()} for r in rounds],
         },
     )
-    print(f"\nresults: {path}")
+    print(f"\nbefore the run: {load_before}; results: {path}")
 
 
 if __name__ == "__main__":

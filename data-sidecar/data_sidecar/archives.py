@@ -20,9 +20,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from workflow_contracts.manifest import ArchiveLimits
-
 from data_sidecar.transport import CHUNK_SIZE
+from workflow_contracts.manifest import ArchiveLimits
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _DRIVE = re.compile(r"^[A-Za-z]:")

@@ -20,13 +20,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
-from workflow_contracts.manifest import JobManifest
-from workflow_contracts.workspace import CONTAINER_WORKSPACE, WORKSPACE_ENV
 
 from data_sidecar.errors import ManifestError, SidecarError
 from data_sidecar.push_out import run_push_out
 from data_sidecar.stage_in import stage_in
 from data_sidecar.transport import TransferPolicy
+from workflow_contracts.manifest import JobManifest
+from workflow_contracts.workspace import CONTAINER_WORKSPACE, WORKSPACE_ENV
 
 log = logging.getLogger("data_sidecar")
 

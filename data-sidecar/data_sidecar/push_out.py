@@ -19,9 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from workflow_contracts.asset import IDENTIFIER_PATTERN, OutputKind
-from workflow_contracts.manifest import JobManifest, OutputTarget, PushedOutput, PushOutReport
-from workflow_contracts.workspace import OUTPUTS_DIR
 
 from data_sidecar.errors import PushOutError, TransferError
 from data_sidecar.transport import (
@@ -33,6 +30,9 @@ from data_sidecar.transport import (
     safe_url,
     with_retries,
 )
+from workflow_contracts.asset import IDENTIFIER_PATTERN, OutputKind
+from workflow_contracts.manifest import JobManifest, OutputTarget, PushedOutput, PushOutReport
+from workflow_contracts.workspace import OUTPUTS_DIR
 
 log = logging.getLogger(__name__)
 

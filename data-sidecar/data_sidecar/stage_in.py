@@ -18,9 +18,6 @@ import re
 from pathlib import Path
 
 import httpx
-from workflow_contracts.asset import IDENTIFIER_PATTERN, InputKind
-from workflow_contracts.manifest import JobManifest, StagedInput
-from workflow_contracts.workspace import INPUTS_DIR, LITERALS_FILE, OUTPUTS_DIR
 
 from data_sidecar.archives import ArchiveRejected, extract_archive
 from data_sidecar.errors import (
@@ -40,6 +37,9 @@ from data_sidecar.transport import (
     safe_url,
     with_retries,
 )
+from workflow_contracts.asset import IDENTIFIER_PATTERN, InputKind
+from workflow_contracts.manifest import JobManifest, StagedInput
+from workflow_contracts.workspace import INPUTS_DIR, LITERALS_FILE, OUTPUTS_DIR
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from pydantic import SecretStr, ValidationError
 
 from provisioner.app import create_app
 from provisioner.settings import Settings
+from workflow_api.settings import describe_invalid_settings
 
 log = logging.getLogger("provisioner")
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             settings = Settings()  # values come from the environment
     except ValidationError as error:
-        log.error("invalid settings:\n%s", error)
+        log.error("invalid settings:\n%s", describe_invalid_settings(error, "PROVISIONER_"))
         raise SystemExit(2) from error
     uvicorn.run(
         create_app(settings),

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import JSON, Column
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
+
 from workflow_api.db import as_utc, timestamp_field, utcnow
 from workflow_api.db import make_engine as make_service_engine
 

@@ -17,7 +17,6 @@ from typing import NoReturn
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
-from workflow_contracts.asset import WorkflowAsset
 
 from provisioner.db import Flavour, Grant, GrantState, as_utc, utcnow
 from provisioner.edc.expiry import PolicyError, agreement_end
@@ -28,6 +27,7 @@ from provisioner.edc.management import (
 )
 from provisioner.errors import RefusedError, RetryLaterError
 from provisioner.metrics import Metrics
+from workflow_contracts.asset import WorkflowAsset
 
 log = logging.getLogger(__name__)
 

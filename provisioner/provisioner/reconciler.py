@@ -19,9 +19,15 @@ from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from provisioner.db import Consumer, ConsumerState, Grant, GrantState, as_utc, utcnow
+from provisioner.db import Consumer, ConsumerState, Flavour, Grant, GrantState, as_utc, utcnow
 from provisioner.deployers.base import ConsumerSpec, Deployer
-from provisioner.edc.callbacks import CallbackClient, CallbackError, CallbackRetryableError
+from provisioner.edc.callbacks import (
+    CallbackClient,
+    CallbackConflictError,
+    CallbackError,
+    CallbackRejectedError,
+    CallbackRetryableError,
+)
 from provisioner.metrics import Metrics
 from provisioner.slugs import consumer_slug
 from provisioner.tokens import workflow_api_audience
@@ -35,6 +41,29 @@ MAX_BACKOFF = timedelta(seconds=30)
 
 # (grant, consumer) -> (callback URL, body) for "provision" or "deprovision"; None: no callback
 CallbackBuilder = Callable[[Grant, Consumer, str], tuple[str, dict[str, Any]] | None]
+# transfer process id -> its state in EDC, or None when it cannot be asked
+TransferState = Callable[[str], str | None]
+
+# A provider transfer in one of these took our provision callback (we may have missed the answer).
+PAST_PROVISIONING = {
+    "PROVISIONED",
+    "STARTING",
+    "STARTED",
+    "SUSPENDING",
+    "SUSPENDED",
+    "RESUMING",
+    "RESUMED",
+    "COMPLETING",
+    "COMPLETED",
+}
+ENDED = {
+    "TERMINATING",
+    "TERMINATING_REQUESTED",
+    "TERMINATED",
+    "DEPROVISIONING",
+    "DEPROVISIONING_REQUESTED",
+    "DEPROVISIONED",
+}
 
 
 def spec_of(consumer: Consumer) -> ConsumerSpec:
@@ -54,6 +83,7 @@ class Reconciler:
         workflow_apis: WorkflowApiClient,
         callbacks: CallbackClient,
         build_callback: CallbackBuilder,
+        transfer_state: TransferState,
         metrics: Metrics,
         grace: timedelta,
         interval: timedelta,
@@ -65,6 +95,7 @@ class Reconciler:
         self._apis = workflow_apis
         self._callbacks = callbacks
         self._build_callback = build_callback
+        self._transfer_state = transfer_state
         self._metrics = metrics
         self._grace = grace
         self._interval = interval
@@ -191,7 +222,7 @@ class Reconciler:
                 grant.granted_in_api = True
             callback = self._build_callback(grant, consumer, "provision")
             if callback is not None:
-                self._callbacks.post(*callback)
+                self._post_provision_callback(grant, callback)
         except (WorkflowApiError, CallbackError) as error:
             self._provision_failed(grant, error)
             return
@@ -210,6 +241,19 @@ class Reconciler:
             log.info(
                 "grant %s active for consumer %s after %.3f s", grant.id, grant.consumer_id, seconds
             )
+
+    def _post_provision_callback(self, grant: Grant, callback: tuple[str, dict[str, Any]]) -> None:
+        """A 409 may mean EDC took an earlier attempt whose answer we lost: ask EDC."""
+        try:
+            self._callbacks.post(*callback)
+        except CallbackConflictError:
+            state = self._transfer_state(grant.transfer_process_id)
+            if state in PAST_PROVISIONING:
+                log.info("grant %s: EDC already took the callback (transfer %s)", grant.id, state)
+                return
+            if state in ENDED:
+                raise CallbackRejectedError(f"EDC ended the transfer ({state})") from None
+            raise
 
     def _provision_failed(self, grant: Grant, error: Exception) -> None:
         if isinstance(error, CallbackError):
@@ -254,9 +298,7 @@ class Reconciler:
             if not self._save(grant, GrantState.REVOKING, granted_in_api=False):
                 return
             if grant.deprovision_requested and not grant.deprovision_callback_done and consumer:
-                callback = self._build_callback(grant, consumer, "deprovision")
-                if callback is not None:
-                    self._callbacks.post(*callback)
+                self._post_deprovision_callback(grant, consumer)
         except (WorkflowApiError, CallbackError) as error:
             if isinstance(error, CallbackError):
                 self._metrics.callback_failures.labels("deprovision").inc()
@@ -276,6 +318,21 @@ class Reconciler:
         final = GrantState.REVOKED if grant.provisioned_at is not None else GrantState.FAILED
         if self._save(grant, GrantState.REVOKING, state=final, deprovision_callback_done=True):
             log.info("grant %s %s: %s", grant.id, final.value, grant.revoke_reason)
+
+    def _post_deprovision_callback(self, grant: Grant, consumer: Consumer) -> None:
+        """Required by the data plane; for the legacy flow our 200 already deprovisioned the
+        transfer and EDC may answer the redundant callback with an error: one attempt only."""
+        callback = self._build_callback(grant, consumer, "deprovision")
+        if callback is None:
+            return
+        try:
+            self._callbacks.post(*callback)
+        except CallbackError as error:
+            if grant.flavour is not Flavour.LEGACY:
+                raise
+            log.info(
+                "grant %s: legacy deprovision callback not taken (%s); not needed", grant.id, error
+            )
 
     def _asset_still_granted(self, grant: Grant) -> bool:
         """Another live grant of the same consumer for the same asset keeps it visible."""

@@ -7,15 +7,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.engine import Engine
-from workflow_api.signing_keys import SigningKey
-from workflow_contracts.asset import WorkflowAsset, load_catalog
 
 from provisioner.credentials import CredentialSecrets
 from provisioner.db import make_engine
 from provisioner.deployers.base import Deployer
 from provisioner.deployers.local import LocalDeployer
 from provisioner.edc.callbacks import CallbackClient
-from provisioner.edc.management import ManagementClient
+from provisioner.edc.management import ManagementClient, ManagementError
 from provisioner.handover import Handover
 from provisioner.intake import Intake
 from provisioner.metrics import Metrics
@@ -23,6 +21,8 @@ from provisioner.reconciler import Reconciler
 from provisioner.settings import Settings
 from provisioner.tokens import TokenService
 from provisioner.workflow_apis import WorkflowApiClient
+from workflow_api.signing_keys import SigningKey
+from workflow_contracts.asset import WorkflowAsset, load_catalog
 
 
 @dataclass
@@ -78,6 +78,18 @@ def _make_deployer(settings: Settings) -> Deployer:
     return deployers[settings.deployer]()
 
 
+def _transfer_state_reader(management: ManagementClient | None) -> Callable[[str], str | None]:
+    def transfer_state(transfer_process_id: str) -> str | None:
+        if management is None:
+            return None
+        try:
+            return management.transfer_process(transfer_process_id).state
+        except ManagementError:
+            return None
+
+    return transfer_state
+
+
 def build_services(settings: Settings) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
@@ -119,6 +131,7 @@ def build_services(settings: Settings) -> Services:
         workflow_apis=workflow_apis,
         callbacks=callbacks,
         build_callback=handover.callback,
+        transfer_state=_transfer_state_reader(management),
         metrics=metrics,
         grace=timedelta(seconds=settings.expiry_grace_seconds),
         interval=timedelta(seconds=settings.reconcile_interval_seconds),

@@ -7,6 +7,7 @@ import jsonschema
 import pytest
 import yaml
 from pydantic import ValidationError
+
 from workflow_contracts.asset import (
     AssetFileError,
     WorkflowAsset,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from workflow_contracts.workspace import (
     EnvFileError,
     literal_env_name,

@@ -4,8 +4,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from data_sidecar import TransferPolicy
 
+from data_sidecar import TransferPolicy
 from tests.data_sidecar.storage_server import FakeStorage, StorageServer
 
 

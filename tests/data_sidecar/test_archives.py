@@ -6,10 +6,10 @@ import tarfile
 from pathlib import Path, PurePosixPath
 
 import pytest
-from data_sidecar.archives import ArchiveRejected, extract_archive, member_path
-from workflow_contracts.manifest import ArchiveLimits
 
+from data_sidecar.archives import ArchiveRejected, extract_archive, member_path
 from tests.data_sidecar.builders import make_zip
+from workflow_contracts.manifest import ArchiveLimits
 
 
 @pytest.mark.parametrize(

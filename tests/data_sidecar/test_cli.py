@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from data_sidecar.cli import main
-
 from tests.data_sidecar.builders import make_zip
 from tests.data_sidecar.storage_server import FakeStorage
 

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from data_sidecar import TransferPolicy, push_out, run_push_out
 from data_sidecar.push_out import zip_directory
-from workflow_contracts.manifest import PushOutReport
-
 from tests.data_sidecar.builders import manifest
 from tests.data_sidecar.storage_server import Answer, FakeStorage
+from workflow_contracts.manifest import PushOutReport
 
 
 def target(storage: FakeStorage, output_id: str, kind: str = "file") -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from data_sidecar import TransferPolicy, stage_in
 from data_sidecar.errors import (
     ChecksumMismatchError,
@@ -15,7 +16,6 @@ from data_sidecar.errors import (
     StageInError,
     UnsafeArchiveError,
 )
-
 from tests.data_sidecar.builders import (
     make_tar,
     make_zip,

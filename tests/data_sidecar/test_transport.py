@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from data_sidecar.errors import RetryableStatusError, TransferError
 from data_sidecar.transport import (
     TransferPolicy,

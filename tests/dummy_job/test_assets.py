@@ -6,6 +6,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
 from dummy_job import dummy, echo, input_dummy, workspace
 from dummy_job.__main__ import COMMANDS
 from workflow_contracts import workspace as contract

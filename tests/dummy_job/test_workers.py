@@ -12,9 +12,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from workflow_contracts.workspace import parse_progress_line
 
 from tests.dummy_job.conftest import JobWorkspace, RunJob
+from workflow_contracts.workspace import parse_progress_line
 
 
 def percents(workspace: JobWorkspace) -> list[int]:

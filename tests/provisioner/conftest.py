@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from provisioner.db import Consumer, ConsumerState
+from provisioner.db import Consumer, ConsumerState, make_engine
 from provisioner.deployers.base import ConsumerSpec
 from provisioner.deployers.local import LocalDeployer
 from provisioner.tokens import workflow_api_audience
@@ -17,11 +17,11 @@ from tests.provisioner.harness import RunningProvisioner, start_provisioner
 
 def remove_leftover_deployments(data_dir: Path, database_url: str) -> None:
     """Whatever a test left running (workflow-apis outlive their provisioner by design)."""
-    from provisioner.db import make_engine
-
     engine = make_engine(database_url)
     with Session(engine) as session:
-        consumers = list(session.exec(select(Consumer).where(Consumer.state != ConsumerState.REMOVED)))
+        consumers = list(
+            session.exec(select(Consumer).where(Consumer.state != ConsumerState.REMOVED))
+        )
     engine.dispose()
     deployer = LocalDeployer(root=data_dir / "consumers", workflow_api_env={})
     for consumer in consumers:
@@ -44,7 +44,9 @@ def provisioner_factory(
     for running in started:
         running.stop()
     for running in started:
-        remove_leftover_deployments(running.settings.data_dir, running.settings.resolved_database_url)
+        remove_leftover_deployments(
+            running.settings.data_dir, running.settings.resolved_database_url
+        )
 
 
 @pytest.fixture

@@ -63,7 +63,9 @@ class RunningProvisioner:
         return client
 
     def grants(self, **params: Any) -> list[dict[str, Any]]:
-        grants: list[dict[str, Any]] = self.admin.get("/admin/grants", params=params).json()["grants"]
+        grants: list[dict[str, Any]] = self.admin.get("/admin/grants", params=params).json()[
+            "grants"
+        ]
         return grants
 
     def consumers(self) -> list[dict[str, Any]]:
@@ -78,7 +80,9 @@ class RunningProvisioner:
             (g for g in self.grants() if g["transferProcessId"] == transfer_process_id), None
         )
 
-    def wait_for_grant(self, transfer_process_id: str, states: set[str], timeout: float = 30) -> dict[str, Any]:
+    def wait_for_grant(
+        self, transfer_process_id: str, states: set[str], timeout: float = 30
+    ) -> dict[str, Any]:
         def reached() -> dict[str, Any] | None:
             grant = self.grant_for(transfer_process_id)
             return grant if grant and grant["state"] in states else None
@@ -86,12 +90,16 @@ class RunningProvisioner:
         return eventually(reached, timeout, f"grant of {transfer_process_id} in {states}")
 
     def credentials(self, secret: str) -> dict[str, Any]:
-        response = httpx.get(f"{self.base_url}/credentials", headers={"Authorization": f"Bearer {secret}"})
+        response = httpx.get(
+            f"{self.base_url}/credentials", headers={"Authorization": f"Bearer {secret}"}
+        )
         assert response.status_code == 200, response.text
         document: dict[str, Any] = response.json()
         return document
 
-    def assert_nothing_left(self, consumer_id: str, endpoint: str | None = None, timeout: float = 30) -> None:
+    def assert_nothing_left(
+        self, consumer_id: str, endpoint: str | None = None, timeout: float = 30
+    ) -> None:
         """No process, no files, no rows in a non-final state."""
         consumer = eventually(
             lambda: (c := self.consumer(consumer_id)) and c["state"] == "removed" and c,
@@ -100,7 +108,9 @@ class RunningProvisioner:
         )
         assert not (self.settings.data_dir / "consumers" / consumer["slug"]).exists()
         open_grants = [
-            g for g in self.grants() if g["consumerId"] == consumer_id and g["state"] not in FINAL_GRANT_STATES
+            g
+            for g in self.grants()
+            if g["consumerId"] == consumer_id and g["state"] not in FINAL_GRANT_STATES
         ]
         assert open_grants == []
         if endpoint is not None:
@@ -134,7 +144,9 @@ def provisioner_settings(
     return Settings(**values)
 
 
-def start_provisioner(data_dir: Path, management_url: str | None, **overrides: Any) -> RunningProvisioner:
+def start_provisioner(
+    data_dir: Path, management_url: str | None, **overrides: Any
+) -> RunningProvisioner:
     data_dir.mkdir(parents=True, exist_ok=True)
     sock = bound_socket()
     settings = provisioner_settings(data_dir, sock.getsockname()[1], management_url, **overrides)

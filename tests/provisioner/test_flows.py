@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.edc_standin import wire as edc_wire
 from tests.edc_standin.fixture import EdcStandIn
 from tests.edc_standin.policy import valid_for
 from tests.provisioner.harness import RunningProvisioner, eventually
@@ -19,7 +21,9 @@ EDC = "https://w3id.org/edc/v0.0.1/ns/"
 
 
 def _run_echo(endpoint: str, token: str, message: str = "hello from the dataspace") -> None:
-    with httpx.Client(base_url=endpoint, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+    with httpx.Client(
+        base_url=endpoint, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as client:
         processes = [p["id"] for p in client.get("/processes").json()["processes"]]
         assert processes == ["echo"]
         job_id = execute(client, "echo", {"message": message})
@@ -35,10 +39,14 @@ def _legacy_secret(callback: Any) -> str:
     return str(properties[f"{EDC}authCode"]).removeprefix("Bearer ")
 
 
-def test_legacy_flavour_full_cycle(provisioner: RunningProvisioner, edc_standin: EdcStandIn) -> None:
+def test_legacy_flavour_full_cycle(
+    provisioner: RunningProvisioner, edc_standin: EdcStandIn
+) -> None:
     world, driver = edc_standin.world, edc_standin.driver
     process = world.new_transfer(asset_id="echo", consumer_id="alice")
-    sent = driver.send_legacy_provision(process.id, endpoint=provisioner.legacy_endpoint, policy_scope="transfer.process")
+    sent = driver.send_legacy_provision(
+        process.id, endpoint=provisioner.legacy_endpoint, policy_scope="transfer.process"
+    )
     assert sent.status == 200 and sent.outcome == "accepted"
 
     callback = driver.wait_for_callback(process.id, "provision", timeout=30)
@@ -57,11 +65,16 @@ def test_legacy_flavour_full_cycle(provisioner: RunningProvisioner, edc_standin:
     assert world.protocol_violations == []
     provisioner.assert_nothing_left("alice", credentials["endpoint"])
     assert provisioner.grant_for(process.id)["state"] == "revoked"  # type: ignore[index]
-    gone = httpx.get(f"{provisioner.base_url}/credentials", headers={"Authorization": f"Bearer {_legacy_secret(callback)}"})
+    gone = httpx.get(
+        f"{provisioner.base_url}/credentials",
+        headers={"Authorization": f"Bearer {_legacy_secret(callback)}"},
+    )
     assert gone.status_code == 404
 
 
-def test_dataplane_flavour_full_cycle(provisioner: RunningProvisioner, edc_standin: EdcStandIn) -> None:
+def test_dataplane_flavour_full_cycle(
+    provisioner: RunningProvisioner, edc_standin: EdcStandIn
+) -> None:
     world, driver = edc_standin.world, edc_standin.driver
     address = {"type": "ProvisionHttp", "baseUrl": provisioner.dataplane_endpoint("echo")}
     process = world.new_transfer(asset_id="echo", consumer_id="bob", data_address=address)
@@ -81,9 +94,8 @@ def test_dataplane_flavour_full_cycle(provisioner: RunningProvisioner, edc_stand
     assert driver.send_dataplane_deprovision(process.id).status == 200
     driver.wait_for_callback(process.id, "deprovision", timeout=30)
     provisioner.assert_nothing_left("bob", endpoint)
-    with httpx.Client(timeout=5) as client:
-        with pytest.raises(httpx.TransportError):
-            client.get(f"{endpoint}/processes", headers={"Authorization": f"Bearer {token}"})
+    with httpx.Client(timeout=5) as client, pytest.raises(httpx.TransportError):
+        client.get(f"{endpoint}/processes", headers={"Authorization": f"Bearer {token}"})
 
 
 def test_dataplane_credentials_mode_hands_an_http_data_address(
@@ -95,7 +107,9 @@ def test_dataplane_credentials_mode_hands_an_http_data_address(
     process = world.new_transfer(asset_id="echo", consumer_id="carol", data_address=address)
     world.add_data_flow(process.id)
     driver.send_dataplane_provision(process.id)
-    properties = driver.wait_for_callback(process.id, "provision", timeout=30).body["dataAddress"]["properties"]
+    properties = driver.wait_for_callback(process.id, "provision", timeout=30).body["dataAddress"][
+        "properties"
+    ]
     assert properties[f"{EDC}type"] == "HttpData"
     secret = str(properties[f"{EDC}authCode"]).removeprefix("Bearer ")
     credentials = provisioner.credentials(secret)
@@ -123,8 +137,6 @@ def test_contract_expiry_tears_down_without_any_edc_call(
 
 
 def _epoch(text: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
@@ -144,7 +156,12 @@ def test_forged_request_for_an_unknown_transfer_is_refused_and_deploys_nothing(
     assert "unknown to EDC" in response.json()["detail"]
     dataplane = httpx.post(
         provisioner.dataplane_endpoint("echo"),
-        json={"type": "provision", "provisionResourceId": "r", "flowId": "forged", "callbackAddress": "http://x"},
+        json={
+            "type": "provision",
+            "provisionResourceId": "r",
+            "flowId": "forged",
+            "callbackAddress": "http://x",
+        },
     )
     assert dataplane.status_code == 400
     time.sleep(0.5)
@@ -162,26 +179,41 @@ def test_forged_request_for_an_unknown_transfer_is_refused_and_deploys_nothing(
     ],
 )
 def test_requests_edc_would_not_honour_are_refused(
-    provisioner: RunningProvisioner, edc_standin: EdcStandIn, asset: str, policy: str | None, detail: str
+    provisioner: RunningProvisioner,
+    edc_standin: EdcStandIn,
+    asset: str,
+    policy: str | None,
+    detail: str,
 ) -> None:
     world = edc_standin.world
     signing = int(time.time()) - 3600 if policy == "expired" else None
     process = world.new_transfer(
-        asset_id=asset, consumer_id="eve", policy=valid_for("10m") if policy else None, signing_date=signing
+        asset_id=asset,
+        consumer_id="eve",
+        policy=valid_for("10m") if policy else None,
+        signing_date=signing,
     )
-    sent = edc_standin.driver.send_legacy_provision(process.id, endpoint=provisioner.legacy_endpoint)
+    sent = edc_standin.driver.send_legacy_provision(
+        process.id, endpoint=provisioner.legacy_endpoint
+    )
     assert sent.status == 400 and sent.outcome == "fatal"
     assert provisioner.grants() == []
 
 
-def test_management_api_outage_asks_edc_to_retry(provisioner: RunningProvisioner, edc_standin: EdcStandIn) -> None:
+def test_management_api_outage_asks_edc_to_retry(
+    provisioner: RunningProvisioner, edc_standin: EdcStandIn
+) -> None:
     world = edc_standin.world
     process = world.new_transfer(asset_id="echo", consumer_id="frank")
     world.management_outage = 503
-    sent = edc_standin.driver.send_legacy_provision(process.id, endpoint=provisioner.legacy_endpoint)
+    sent = edc_standin.driver.send_legacy_provision(
+        process.id, endpoint=provisioner.legacy_endpoint
+    )
     assert sent.status == 503 and sent.outcome == "retry"
     world.management_outage = None
-    again = edc_standin.driver.send_legacy_provision(process.id, endpoint=provisioner.legacy_endpoint)
+    again = edc_standin.driver.send_legacy_provision(
+        process.id, endpoint=provisioner.legacy_endpoint
+    )
     assert again.status == 200
     edc_standin.driver.wait_for_callback(process.id, "provision", timeout=30)
 
@@ -191,8 +223,6 @@ def test_concurrent_duplicates_yield_one_deployment_and_one_callback(
 ) -> None:
     world = edc_standin.world
     process = world.new_transfer(asset_id="echo", consumer_id="grace")
-    from tests.edc_standin import wire as edc_wire
-
     with world.lock:
         world.transfer_processes[process.id].resource_definition_id = "rd-dup"
         body = edc_wire.legacy_provision_request(
@@ -225,10 +255,14 @@ def test_second_contract_of_a_consumer_joins_the_existing_deployment(
     world, driver = edc_standin.world, edc_standin.driver
     first = world.new_transfer(asset_id="echo", consumer_id="heidi")
     driver.send_legacy_provision(first.id, endpoint=provisioner.legacy_endpoint)
-    first_credentials = provisioner.credentials(_legacy_secret(driver.wait_for_callback(first.id, timeout=30)))
+    first_credentials = provisioner.credentials(
+        _legacy_secret(driver.wait_for_callback(first.id, timeout=30))
+    )
     second = world.new_transfer(asset_id="dummy", consumer_id="heidi")
     driver.send_legacy_provision(second.id, endpoint=provisioner.legacy_endpoint)
-    second_credentials = provisioner.credentials(_legacy_secret(driver.wait_for_callback(second.id, timeout=30)))
+    second_credentials = provisioner.credentials(
+        _legacy_secret(driver.wait_for_callback(second.id, timeout=30))
+    )
 
     assert second_credentials["endpoint"] == first_credentials["endpoint"]
     assert second_credentials["assets"] == ["dummy", "echo"]
@@ -237,7 +271,10 @@ def test_second_contract_of_a_consumer_joins_the_existing_deployment(
     world.transfer_processes[first.id].transition("TERMINATED")
     driver.send_legacy_deprovision(first.id, endpoint=provisioner.legacy_endpoint)
     provisioner.wait_for_grant(first.id, {"revoked"})
-    with httpx.Client(base_url=second_credentials["endpoint"], headers={"Authorization": f"Bearer {second_credentials['token']}"}) as client:
+    with httpx.Client(
+        base_url=second_credentials["endpoint"],
+        headers={"Authorization": f"Bearer {second_credentials['token']}"},
+    ) as client:
         ids = [p["id"] for p in client.get("/processes").json()["processes"]]
     assert ids == ["dummy"], "only the revoked grant's asset disappears"
     assert provisioner.consumer("heidi")["state"] == "ready"  # type: ignore[index]
@@ -268,10 +305,14 @@ def test_callback_rejected_for_good_gives_up_and_removes_the_deployment(
     provisioner.assert_nothing_left("judy")
 
 
-def test_endpoint_secret_is_required_when_configured(provisioner_factory: Any, edc_standin: EdcStandIn) -> None:
+def test_endpoint_secret_is_required_when_configured(
+    provisioner_factory: Any, edc_standin: EdcStandIn
+) -> None:
     provisioner = provisioner_factory(edc_endpoint_secret="s3cr3t-in-the-endpoint-url")
     process = edc_standin.world.new_transfer(asset_id="echo", consumer_id="kim")
-    refused = edc_standin.driver.send_legacy_provision(process.id, endpoint=provisioner.legacy_endpoint)
+    refused = edc_standin.driver.send_legacy_provision(
+        process.id, endpoint=provisioner.legacy_endpoint
+    )
     assert refused.status == 403 and refused.outcome == "fatal"
     wrong = edc_standin.world.new_transfer(asset_id="echo", consumer_id="kim")
     guessed = edc_standin.driver.send_legacy_provision(
@@ -294,22 +335,38 @@ def test_two_consumers_never_see_each_others_jobs_files_or_tokens(
     for consumer in ("alice", "bob"):
         process = world.new_transfer(asset_id="echo", consumer_id=consumer)
         driver.send_legacy_provision(process.id, endpoint=provisioner.legacy_endpoint)
-        credentials[consumer] = provisioner.credentials(_legacy_secret(driver.wait_for_callback(process.id, timeout=30)))
+        credentials[consumer] = provisioner.credentials(
+            _legacy_secret(driver.wait_for_callback(process.id, timeout=30))
+        )
     alice, bob = credentials["alice"], credentials["bob"]
     assert alice["endpoint"] != bob["endpoint"]
-    with httpx.Client(base_url=alice["endpoint"], headers={"Authorization": f"Bearer {alice['token']}"}) as client:
+    with httpx.Client(
+        base_url=alice["endpoint"], headers={"Authorization": f"Bearer {alice['token']}"}
+    ) as client:
         job_id = execute(client, "echo", {"message": "alice only"})
         wait_for_job(client, job_id)
         upload = client.post("/uploads", content=b"alice's file").json()
-    with httpx.Client(base_url=alice["endpoint"], headers={"Authorization": f"Bearer {bob['token']}"}) as intruder:
+    with httpx.Client(
+        base_url=alice["endpoint"], headers={"Authorization": f"Bearer {bob['token']}"}
+    ) as intruder:
         assert intruder.get(f"/jobs/{job_id}").status_code == 401
         assert intruder.get("/jobs").status_code == 401
         assert intruder.get(f"/uploads/{upload['id']}").status_code == 401
-    with httpx.Client(base_url=bob["endpoint"], headers={"Authorization": f"Bearer {bob['token']}"}) as own:
+    with httpx.Client(
+        base_url=bob["endpoint"], headers={"Authorization": f"Bearer {bob['token']}"}
+    ) as own:
         assert own.get(f"/jobs/{job_id}").status_code == 404
         assert own.get(f"/uploads/{upload['id']}").status_code == 404
-    assert httpx.get(f"{provisioner.base_url}/credentials", headers={"Authorization": "Bearer alice"}).status_code == 404
-    assert httpx.get(f"{provisioner.base_url}/credentials", params={"consumer": "alice"}).status_code == 404
+    assert (
+        httpx.get(
+            f"{provisioner.base_url}/credentials", headers={"Authorization": "Bearer alice"}
+        ).status_code
+        == 404
+    )
+    assert (
+        httpx.get(f"{provisioner.base_url}/credentials", params={"consumer": "alice"}).status_code
+        == 404
+    )
 
 
 def test_operations_endpoints(provisioner: RunningProvisioner, edc_standin: EdcStandIn) -> None:
@@ -321,10 +378,15 @@ def test_operations_endpoints(provisioner: RunningProvisioner, edc_standin: EdcS
     edc_standin.driver.send_legacy_provision(process.id, endpoint=provisioner.legacy_endpoint)
     edc_standin.driver.wait_for_callback(process.id, timeout=30)
     metrics = httpx.get(f"{provisioner.base_url}/metrics").text
-    assert 'provisioner_requests_total{flavour="legacy",kind="provision",outcome="accepted"} 1.0' in metrics
+    assert (
+        'provisioner_requests_total{flavour="legacy",kind="provision",outcome="accepted"} 1.0'
+        in metrics
+    )
     assert "provisioner_provisioning_seconds_count" in metrics
     assert eventually(
-        lambda: "provisioner_active_consumers 1.0" in httpx.get(f"{provisioner.base_url}/metrics").text,
+        lambda: (
+            "provisioner_active_consumers 1.0" in httpx.get(f"{provisioner.base_url}/metrics").text
+        ),
         10,
         "gauge",
     )

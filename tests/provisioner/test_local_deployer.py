@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
 from provisioner.deployers.local import (
     LOG_FILE,
@@ -21,10 +22,9 @@ from provisioner.deployers.local import (
     ProcessIdentity,
     consumer_environment,
 )
+from tests.workflow_api.apis import execute, wait_for_job
 from workflow_api.signing_keys import SigningKey
 from workflow_contracts.tokens import ADMIN_SCOPE, CONSUMER_SCOPE
-
-from tests.workflow_api.apis import execute, wait_for_job
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DUMMY_ASSETS = REPOSITORY / "dummy-job" / "assets"
@@ -52,6 +52,9 @@ class Processes:
     def kill_all(self) -> None:
         for identity in self.seen:
             if identity.exists():
+                for job in children_of(identity.pid):  # each job leads a process group
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(job, signal.SIGKILL)
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(identity.pid, signal.SIGKILL)
                 with contextlib.suppress(ChildProcessError):

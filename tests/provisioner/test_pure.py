@@ -29,8 +29,12 @@ def constraint(operator: str, right: str, *, style: str = "compact") -> dict[str
     }
 
 
-def policy(*constraints: dict[str, Any], logical: str = "and", as_list: bool = False) -> dict[str, Any]:
-    body: Any = {"odrl:and": list(constraints)} if logical == "and" else {"odrl:or": list(constraints)}
+def policy(
+    *constraints: dict[str, Any], logical: str = "and", as_list: bool = False
+) -> dict[str, Any]:
+    body: Any = (
+        {"odrl:and": list(constraints)} if logical == "and" else {"odrl:or": list(constraints)}
+    )
     if len(constraints) == 1:
         body = constraints[0]
     permission = {"odrl:action": {"@id": "odrl:use"}, "odrl:constraint": body}
@@ -64,10 +68,16 @@ def test_start_bounds_do_not_end_a_contract() -> None:
 
 
 def test_and_takes_the_earliest_end_and_or_the_latest() -> None:
-    both = [constraint("gteq", "contractAgreement+0s"), constraint("lteq", "contractAgreement+30d"),
-            constraint("lt", "contractAgreement+10d")]
+    both = [
+        constraint("gteq", "contractAgreement+0s"),
+        constraint("lteq", "contractAgreement+30d"),
+        constraint("lt", "contractAgreement+10d"),
+    ]
     assert agreement_end(policy(*both), SIGNED) == SIGNED + timedelta(days=10)
-    either = [constraint("lteq", "contractAgreement+1d"), constraint("lteq", "contractAgreement+3d")]
+    either = [
+        constraint("lteq", "contractAgreement+1d"),
+        constraint("lteq", "contractAgreement+3d"),
+    ]
     assert agreement_end(policy(*either, logical="or"), SIGNED) == SIGNED + timedelta(days=3)
 
 
@@ -78,8 +88,12 @@ def test_full_iri_shapes_and_permission_lists_are_read() -> None:
 
 @pytest.mark.parametrize(
     ("operator", "right", "message"),
-    [("isPartOf", "contractAgreement+1d", "operator"), ("lteq", "contractAgreement + 1d", "neither"),
-     ("lteq", "contractAgreement+10ms", "neither"), ("lteq", "tomorrow", "neither")],
+    [
+        ("isPartOf", "contractAgreement+1d", "operator"),
+        ("lteq", "contractAgreement + 1d", "neither"),
+        ("lteq", "contractAgreement+10ms", "neither"),
+        ("lteq", "tomorrow", "neither"),
+    ],
 )
 def test_constraints_edc_would_reject_are_refused(operator: str, right: str, message: str) -> None:
     with pytest.raises(PolicyError, match=message):
@@ -89,7 +103,7 @@ def test_constraints_edc_would_reject_are_refused(operator: str, right: str, mes
 def test_credential_secrets_are_bound_to_their_grant(tmp_path: Any) -> None:
     secrets = CredentialSecrets.load_or_create(tmp_path / "key")
     secret = secrets.issue("grant-1")
-    grant_id, _, mac = secret.rpartition(".")
+    _, _, mac = secret.rpartition(".")
     assert secrets.grant_id_of(secret) == "grant-1"
     assert len(mac) >= 43  # 256 bits, base64url
     assert secrets.grant_id_of(f"grant-2.{mac}") is None

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+
 from workflow_api.app import create_app
 from workflow_api.services import Services
 from workflow_api.settings import Settings

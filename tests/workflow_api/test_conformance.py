@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 from openapi_spec_validator import validate as validate_openapi
-from workflow_api.ogc import CONFORMANCE_CLASSES
 
 from tests.ogc.validation import validate_ogc
 from tests.workflow_api.apis import RunningApi, execute, wait_for_job
+from workflow_api.ogc import CONFORMANCE_CLASSES
 
 OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0"
 EXCEPTIONS = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0"

@@ -11,9 +11,6 @@ from pathlib import Path
 
 import httpx
 from sqlmodel import Session, create_engine
-from workflow_api.db import Job
-from workflow_api.execution.manager import RESTARTED_MESSAGE
-from workflow_api.signing_keys import SigningKey
 
 from tests.workflow_api.apis import (
     DUMMY_ASSETS,
@@ -24,6 +21,9 @@ from tests.workflow_api.apis import (
     wait_for_job,
 )
 from tests.workflow_api.test_execution import _alive, _group_members
+from workflow_api.db import Job
+from workflow_api.execution.manager import RESTARTED_MESSAGE
+from workflow_api.signing_keys import SigningKey
 
 
 def _spawn_api(data_dir: Path, jwks: Path, port: int) -> subprocess.Popen[bytes]:

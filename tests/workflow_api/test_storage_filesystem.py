@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
 from workflow_api.storage import signing
 from workflow_api.storage.base import InvalidKeyError
 from workflow_api.storage.filesystem import INCOMING_DIRECTORY, FilesystemStore

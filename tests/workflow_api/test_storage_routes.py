@@ -18,6 +18,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+
 from workflow_api.routes.storage import router
 from workflow_api.storage import signing
 from workflow_api.storage.filesystem import FilesystemStore

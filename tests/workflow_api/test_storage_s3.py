@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 from minio import Minio
+
+from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 from workflow_api.storage.base import InvalidKeyError
 from workflow_api.storage.s3 import (
     CONNECT_TIMEOUT_SECONDS,
@@ -26,8 +28,6 @@ from workflow_api.storage.s3 import (
     S3Store,
     make_s3_client,
 )
-
-from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 
 pytestmark = pytest.mark.s3
 

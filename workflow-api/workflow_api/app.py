@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+
 from workflow_api.errors import install_error_handlers
 from workflow_api.routes import admin, jobs, landing, processes, storage, uploads
 from workflow_api.services import build_services

@@ -17,6 +17,7 @@ import httpx
 from jose import JWTError, jwt
 from jose.exceptions import ExpiredSignatureError, JWTClaimsError
 from pydantic import ValidationError
+
 from workflow_api.errors import ForbiddenError, UnauthorizedError
 from workflow_contracts.tokens import ADMIN_SCOPE, CONSUMER_SCOPE, TOKEN_ALGORITHMS, TokenClaims
 

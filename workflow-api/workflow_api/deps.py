@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+
 from workflow_api.auth import bearer_token
 from workflow_api.services import Services
 from workflow_api.storage.base import ObjectStore

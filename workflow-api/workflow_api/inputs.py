@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+
 from workflow_api.db import Upload
 from workflow_api.errors import InvalidInputError
 from workflow_contracts.asset import AssetInput, InputKind, WorkflowAsset

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.engine import Engine
+
 from workflow_api.assets import AssetRegistry
 from workflow_api.auth import JwksSource, TokenVerifier
 from workflow_api.db import make_engine

@@ -5,11 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024**2
 GiB = 1024**3
+
+
+def describe_invalid_settings(error: ValidationError, prefix: str) -> str:
+    """One line per problem, naming the variable, never echoing its value (it may be a secret)."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in problem["loc"])
+        name = f"{prefix}{field.upper()}" if field else "settings"
+        lines.append(f"{name}: {problem['msg']}")
+    return "\n".join(lines)
 
 
 class Settings(BaseSettings):

@@ -18,6 +18,7 @@ import httpx
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+
 from workflow_api.db import Job, Upload, utcnow
 from workflow_api.errors import BadRequestError, NoSuchUploadError, PayloadTooLargeError
 from workflow_api.storage import base as keys

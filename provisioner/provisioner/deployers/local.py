@@ -225,7 +225,7 @@ class LocalDeployer:
         latest = _read_pid_file(data_dir)  # newer than `detail` if that was never persisted
         if latest.process and latest.process != record.process and latest.process.alive():
             if record.process is not None and record.process.alive():
-                log.warning("consumer %s: second workflow-api pid %s", spec.consumer_id, record)
+                log.warning("consumer %s: stopping a duplicate (%s)", spec.consumer_id, record)
                 self._kill(record.process)
             log.info("consumer %s: adopting %s from %s", spec.consumer_id, latest, PID_FILE)
             record = replace(latest, starts=max(latest.starts, record.starts))
@@ -368,6 +368,7 @@ class LocalDeployer:
     def _reap_one(self, identity: ProcessIdentity) -> None:
         """Collect it: our Popen if we started it, else waitpid if it is our zombie after all."""
         _signal_group(identity, signal.SIGKILL)  # whatever of its group is left
+        self._exit_codes.pop(identity, None)
         child = self._children.pop(identity, None)
         if child is not None:
             try:

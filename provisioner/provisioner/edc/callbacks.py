@@ -19,6 +19,10 @@ class CallbackRetryableError(CallbackError):
     """Try again later."""
 
 
+class CallbackConflictError(CallbackRetryableError):
+    """409: EDC is busy with the transfer, or it is already past provisioning."""
+
+
 class CallbackRejectedError(CallbackError):
     """EDC refused the callback for good."""
 
@@ -41,6 +45,8 @@ class CallbackClient:
         status = response.status_code
         if 200 <= status < 300:
             return
-        if status == 409 or status >= 500:
+        if status == 409:
+            raise CallbackConflictError("EDC answered 409")
+        if status >= 500:
             raise CallbackRetryableError(f"EDC answered {status}")
         raise CallbackRejectedError(f"EDC answered {status}: {response.text[:300]}")

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+
 from workflow_api.db import Job, JobStatus, utcnow
 from workflow_api.errors import NoSuchJobError
 from workflow_api.execution.notifications import Notifier

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
+
 from workflow_api.db import Grant
 from workflow_api.deps import AdminDep, ServicesDep
 from workflow_api.ogc import iso_time

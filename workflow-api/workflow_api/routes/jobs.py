@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
+
 from workflow_api.db import Job, JobStatus, as_utc, utcnow
 from workflow_api.deps import ConsumerDep, ServicesDep
 from workflow_api.errors import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+
 from workflow_api.deps import ServicesDep
 from workflow_api.ogc import CONFORMANCE_CLASSES, landing_page
 

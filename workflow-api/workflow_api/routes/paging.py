@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Query, Request
+
 from workflow_api.ogc import link
 
 Limit = Annotated[int, Query(ge=1, le=10_000, description="page size")]

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+
 from workflow_api.deps import ConsumerDep, ServicesDep
 from workflow_api.inputs import ExecuteRequest
 from workflow_api.ogc import process_description, process_summary, status_info

@@ -27,6 +27,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect
+
 from workflow_api.errors import PROBLEM_MEDIA_TYPE, PROJECT_EXCEPTIONS
 from workflow_api.storage.base import InvalidKeyError, check_key
 from workflow_api.storage.filesystem import FilesystemStore

@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
+
 from workflow_api.db import Upload
 from workflow_api.deps import ConsumerDep, ServicesDep
 from workflow_api.ogc import iso_time

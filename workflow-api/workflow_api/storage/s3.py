@@ -14,6 +14,7 @@ import urllib3
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
+
 from workflow_api.storage.base import InvalidKeyError, SignedMethod, check_key
 
 log = logging.getLogger(__name__)
