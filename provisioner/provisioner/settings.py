@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from workflow_api.settings import require_s3_settings
+
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "admin"}
 
 
@@ -80,15 +82,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         _check_secret("PROVISIONER_EDC_ENDPOINT_SECRET", self.edc_endpoint_secret, minimum=16)
-        if self.storage == "s3":
-            missing = [
-                name
-                for name in ("s3_endpoint", "s3_access_key", "s3_secret_key", "s3_bucket")
-                if getattr(self, name) is None
-            ]
-            if missing:
-                names = ", ".join(f"PROVISIONER_{m.upper()}" for m in missing)
-                raise ValueError(f"storage 's3' needs {names}")
+        require_s3_settings(self, "PROVISIONER_")
         if not self.assets_dir.is_dir():
             raise ValueError(f"PROVISIONER_ASSETS_DIR {self.assets_dir} is not a directory")
         return self

@@ -144,6 +144,19 @@ def problem_response(error: ApiError, request: Request | None = None) -> JSONRes
     )
 
 
+def problem(
+    status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """A problem response outside the ApiError tree (the signed-URL routes), `type` by slug."""
+    body = {
+        "type": f"{PROJECT_EXCEPTIONS}/{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ApiError)

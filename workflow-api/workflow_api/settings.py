@@ -22,6 +22,17 @@ def describe_invalid_settings(error: ValidationError, prefix: str) -> str:
     return "\n".join(lines)
 
 
+def require_s3_settings(settings: BaseSettings, prefix: str) -> None:
+    """With `storage = "s3"`, endpoint, keys and bucket must all be set."""
+    if getattr(settings, "storage", None) != "s3":
+        return
+    needed = ("s3_endpoint", "s3_access_key", "s3_secret_key", "s3_bucket")
+    missing = [name for name in needed if getattr(settings, name) is None]
+    if missing:
+        names = ", ".join(f"{prefix}{name.upper()}" for name in missing)
+        raise ValueError(f"storage 's3' needs {names}")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WORKFLOW_API_", extra="forbid")
 
@@ -75,15 +86,7 @@ class Settings(BaseSettings):
         key = self.storage_signing_key
         if key is not None and len(key.get_secret_value()) < 32:
             raise ValueError("WORKFLOW_API_STORAGE_SIGNING_KEY must be at least 32 characters")
-        if self.storage == "s3":
-            missing = [
-                name
-                for name in ("s3_endpoint", "s3_access_key", "s3_secret_key", "s3_bucket")
-                if getattr(self, name) is None
-            ]
-            if missing:
-                names = ", ".join(f"WORKFLOW_API_{m.upper()}" for m in missing)
-                raise ValueError(f"storage 's3' needs {names}")
+        require_s3_settings(self, "WORKFLOW_API_")
         return self
 
     @property

@@ -38,6 +38,7 @@ from typing import Any, TypeGuard
 import httpx
 
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
+from workflow_api.processes import ProcessIdentity, child_groups, process_stat, signal_group
 
 log = logging.getLogger(__name__)
 
@@ -63,57 +64,6 @@ PER_CONSUMER_VARIABLES = frozenset(
 
 class LocalDeploymentError(RuntimeError):
     """A workflow-api process that does not go away even after SIGKILL; the caller retries."""
-
-
-@dataclass(frozen=True)
-class ProcessIdentity:
-    """A process as (pid, start time in clock ticks since boot)."""
-
-    pid: int
-    start_ticks: int
-
-    def exists(self) -> bool:
-        """This very process is still in the process table (possibly as a zombie)."""
-        stat = _stat(self.pid)
-        return stat is not None and stat.start_ticks == self.start_ticks
-
-    def alive(self) -> bool:
-        stat = _stat(self.pid)
-        return stat is not None and stat.start_ticks == self.start_ticks and stat.state != "Z"
-
-
-@dataclass(frozen=True)
-class _Stat:
-    state: str
-    parent: int
-    group: int
-    start_ticks: int
-
-
-def _stat(pid: int) -> _Stat | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return _Stat(fields[0], int(fields[1]), int(fields[2]), int(fields[19]))
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _job_groups(parent: int) -> list[ProcessIdentity]:
-    """Process groups led by children of `parent` (the local job runner gives each job one)."""
-    groups = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            stat = _stat(int(entry.name))
-            if stat is not None and stat.parent == parent and stat.group == int(entry.name):
-                groups.append(ProcessIdentity(int(entry.name), stat.start_ticks))
-    return groups
-
-
-def _signal_group(leader: ProcessIdentity, signal_number: signal.Signals) -> None:
-    """Signal the group `leader` leads, only while its pid still belongs to that process."""
-    if leader.exists():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(leader.pid, signal_number)
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -316,7 +266,7 @@ class LocalDeployer:
             log.error("consumer %s (slug %s): %s", spec.consumer_id, spec.slug, message)
             failed = replace(record, port=port, process=None, waiting_since=None)
             return DeploymentStatus("failed", record.endpoint, failed.to_detail(), message)
-        stat = _stat(process.pid)  # not reaped yet, so it is there
+        stat = process_stat(process.pid)  # not reaped yet, so it is there
         identity = ProcessIdentity(process.pid, stat.start_ticks if stat else 0)
         self._children[identity] = (spec.slug, process)
         started = _Record(port, endpoint, identity, time.time(), record.starts + 1)
@@ -336,24 +286,24 @@ class LocalDeployer:
     def _stop(self, spec: ConsumerSpec, identity: ProcessIdentity) -> None:
         """SIGTERM its group (it stops its jobs), SIGKILL after the stop timeout; reap it."""
         if identity.alive():
-            jobs = _job_groups(identity.pid)
+            jobs = child_groups(identity.pid)
             log.info("consumer %s: stopping workflow-api pid %s", spec.consumer_id, identity.pid)
-            _signal_group(identity, signal.SIGTERM)
+            signal_group(identity, signal.SIGTERM)
             if not self._wait_for_exit(identity, self._stop_timeout):
                 log.warning("consumer %s: pid %s ignored SIGTERM", spec.consumer_id, identity.pid)
                 self._kill(identity, jobs)
             for job in jobs:
-                _signal_group(job, signal.SIGKILL)
+                signal_group(job, signal.SIGKILL)
         self._reap_one(identity)
 
     def _kill(self, identity: ProcessIdentity, jobs: list[ProcessIdentity] | None = None) -> None:
         """SIGKILL its group and its jobs' groups; wait briefly for it; reap it."""
-        jobs = _job_groups(identity.pid) if jobs is None else jobs
-        _signal_group(identity, signal.SIGKILL)
+        jobs = child_groups(identity.pid) if jobs is None else jobs
+        signal_group(identity, signal.SIGKILL)
         if not self._wait_for_exit(identity, KILL_WAIT_SECONDS):
             raise LocalDeploymentError(f"workflow-api pid {identity.pid} survives SIGKILL")
         for job in jobs:
-            _signal_group(job, signal.SIGKILL)
+            signal_group(job, signal.SIGKILL)
         self._reap_one(identity)
 
     # --- processes and ports -------------------------------------------------------------------
@@ -367,7 +317,7 @@ class LocalDeployer:
 
     def _reap_one(self, identity: ProcessIdentity) -> None:
         """Collect it: our Popen if we started it, else waitpid if it is our zombie after all."""
-        _signal_group(identity, signal.SIGKILL)  # whatever of its group is left
+        signal_group(identity, signal.SIGKILL)  # whatever of its group is left
         self._exit_codes.pop(identity, None)
         child = self._children.pop(identity, None)
         if child is not None:
@@ -376,7 +326,7 @@ class LocalDeployer:
             except subprocess.TimeoutExpired:
                 self._children[identity] = child
             return
-        stat = _stat(identity.pid)
+        stat = process_stat(identity.pid)
         if stat and stat.start_ticks == identity.start_ticks and stat.parent == os.getpid():
             # a zombie leader is waitable only once its other threads are gone, too
             deadline = time.monotonic() + KILL_WAIT_SECONDS

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from data_sidecar import push_out, stage_in
 from data_sidecar.errors import SidecarError
-from workflow_api.execution.runner import JobRun, Outcome, ProcessIdentity
+from workflow_api.execution.runner import JobRun, Outcome
+from workflow_api.processes import ProcessIdentity, signal_group
 from workflow_contracts.workspace import (
     INPUTS_DIR,
     INPUTS_DIR_ENV,
@@ -40,6 +41,10 @@ class LocalJobRunner:
         self._work_dir = work_dir
         self._grace_seconds = grace_seconds
         self._poll_seconds = poll_seconds
+        self._closing = False
+
+    def close(self) -> None:
+        self._closing = True
 
     def _workspace(self, job_id: str) -> Path:
         return self._work_dir / job_id
@@ -102,7 +107,7 @@ class LocalJobRunner:
             except OSError as error:
                 _append(log_path, f"[runner] cannot start the worker: {error}\n")
                 return None, f"the worker could not be started: {error}"
-        identity = ProcessIdentity(process.pid, _start_ticks(process.pid) or 0)
+        identity = ProcessIdentity.of(process.pid) or ProcessIdentity(process.pid, 0)
         await job.on_started(identity)
         relay = asyncio.create_task(self._relay_progress(progress_file, job))
         try:
@@ -141,6 +146,8 @@ class LocalJobRunner:
 
     async def _push_log_after_cancel(self, job: JobRun, workspace: Path, log_path: Path) -> None:
         """Keep the log of a dismissed job; outputs are not wanted any more."""
+        if self._closing:
+            return
         manifest = job.manifest.model_copy(update={"outputs": [], "report_url": None})
         _append(log_path, "[runner] the job was dismissed\n")
         with contextlib.suppress(Exception):
@@ -150,9 +157,9 @@ class LocalJobRunner:
             )
 
     def abandon(self, job_id: str, identity: ProcessIdentity | None) -> None:
-        if identity is not None and _start_ticks(identity.process_group) == identity.start_ticks:
+        if identity is not None and identity.exists():
             log.warning("stopping leftover processes of job %s", job_id)
-            _signal_group(identity.process_group, signal.SIGKILL)
+            signal_group(identity, signal.SIGKILL)
         shutil.rmtree(self._workspace(job_id), ignore_errors=True)
         self._log_path(job_id).unlink(missing_ok=True)
 
@@ -178,16 +185,6 @@ async def _stop_group(process: asyncio.subprocess.Process, grace_seconds: float)
 def _signal_group(group: int, signal_number: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signal_number)
-
-
-def _start_ticks(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    return int(fields[19]) if len(fields) > 19 else None
 
 
 def _append(path: Path, text: str) -> None:

@@ -25,9 +25,10 @@ from sqlmodel import Session, col, select
 from workflow_api.db import Job, JobStatus, utcnow
 from workflow_api.errors import NoSuchJobError
 from workflow_api.execution.notifications import Notifier
-from workflow_api.execution.runner import JobRun, JobRunner, Outcome, ProcessIdentity
+from workflow_api.execution.runner import JobRun, JobRunner, Outcome
 from workflow_api.inputs import Launch, Subscriber
 from workflow_api.ogc import results_document, status_info
+from workflow_api.processes import ProcessIdentity
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore
 from workflow_contracts.asset import WorkflowAsset
@@ -79,6 +80,7 @@ class JobManager:
 
     async def stop(self) -> None:
         """Stop scheduling and running; jobs left `running` are recovered at the next start."""
+        self._runner.close()
         if self._scheduler is not None:
             self._scheduler.cancel()
             await asyncio.gather(self._scheduler, return_exceptions=True)
@@ -314,7 +316,7 @@ class JobManager:
                 update(Job)
                 .where(col(Job.id) == job_id)
                 .values(
-                    process_group=identity.process_group,
+                    process_group=identity.pid,
                     process_start_ticks=identity.start_ticks,
                 )
             )

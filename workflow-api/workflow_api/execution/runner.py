@@ -11,16 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from workflow_api.processes import ProcessIdentity
 from workflow_contracts.asset import WorkflowAsset
 from workflow_contracts.manifest import JobManifest, PushOutReport
-
-
-@dataclass(frozen=True)
-class ProcessIdentity:
-    """Enough to find a job's processes again after a restart, and not a stranger's."""
-
-    process_group: int
-    start_ticks: int
 
 
 @dataclass(frozen=True)
@@ -51,3 +44,6 @@ class JobRunner(Protocol):
 
     def abandon(self, job_id: str, identity: ProcessIdentity | None) -> None:
         """After a restart: stop whatever of the job may still be running; idempotent."""
+
+    def close(self) -> None:
+        """The API is stopping: cancelled jobs are left to recovery, nothing is pushed."""

@@ -25,10 +25,10 @@ from typing import Annotated, BinaryIO
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from workflow_api.errors import PROBLEM_MEDIA_TYPE, PROJECT_EXCEPTIONS
+from workflow_api.errors import problem
 from workflow_api.storage.base import InvalidKeyError, check_key
 from workflow_api.storage.filesystem import FilesystemStore
 from workflow_api.storage.signing import ExpiredSignedUrlError, InvalidSignedUrlError
@@ -54,19 +54,6 @@ class _Refusal(Exception):
     ) -> None:
         super().__init__(detail)
         self.response = problem(status, slug, title, detail, headers)
-
-
-def problem(
-    status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    """An RFC 7807 problem response with a project `type` URI ending in `slug`."""
-    body = {
-        "type": f"{PROJECT_EXCEPTIONS}/{slug}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
 def parse_byte_range(header: str | None, size: int) -> tuple[int, int] | None:
