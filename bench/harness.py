@@ -87,7 +87,7 @@ class SpawnedApi:
             for name, value in self.environment.items()
             if name.startswith("WORKFLOW_API_")
         }
-        return Settings(**names)
+        return Settings.model_validate(names)
 
     def stop(self) -> None:
         for client in self.clients:
@@ -100,12 +100,12 @@ class SpawnedApi:
             self.process.wait()
 
 
-def spawn_api(
-    data_dir: Path, *, launcher: Sequence[str] = ("-m", "workflow_api"), **settings: object
-) -> SpawnedApi:
-    """Start `python -m workflow_api serve` with the given settings (field names, any case).
+def spawn_api(data_dir: Path, *, profile: Path | None = None, **settings: object) -> SpawnedApi:
+    """Start `python -m workflow_api serve` with the given settings (Settings field names).
 
-    `launcher` replaces `-m workflow_api`, e.g. with a script that profiles the server.
+    With `profile`, the server runs under `profiled_serve.py` and writes its cProfile stats
+    there when it is stopped. The server inherits this process's environment (PYTHONPATH too: a
+    patched copy of the packages put first on PYTHONPATH is what the server then runs).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     key = SigningKey.generate()
@@ -129,6 +129,10 @@ def spawn_api(
         f"WORKFLOW_API_{name.upper()}": value for name, value in variables.items()
     }
     environment.update(server_environment)
+    launcher = ["-m", "workflow_api"]
+    if profile is not None:
+        launcher = [str(Path(__file__).resolve().parent / "profiled_serve.py")]
+        environment["PROFILE_OUT"] = str(profile.resolve())
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(

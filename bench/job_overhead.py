@@ -60,7 +60,7 @@ def assets_dir(worker: str, work_dir: Path) -> Path:
     """The dummy assets, with the noop asset's local command replaced when the worker is not
     `dummy-job`."""
     if worker == "dummy-job":
-        return DUMMY_ASSETS
+        return Path(DUMMY_ASSETS)
     directory = work_dir / "assets"
     shutil.copytree(DUMMY_ASSETS, directory)
     asset_file = directory / f"{PROCESS}.yaml"
@@ -116,7 +116,9 @@ def submit(client: httpx.Client) -> str:
     return job_id
 
 
-def wait_successful(client: httpx.Client, job_id: str, poll: float, timeout: float = 60) -> dict:
+def wait_successful(
+    client: httpx.Client, job_id: str, poll: float, timeout: float = 60
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         info: dict[str, Any] = client.get(f"/jobs/{job_id}").raise_for_status().json()
@@ -222,6 +224,14 @@ def main() -> None:
         help="the noop asset's local command: as shipped, or `true` (see above)",
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temporary dir")
+    parser.add_argument(
+        "--profile-server",
+        type=Path,
+        default=None,
+        metavar="PREFIX",
+        help="profile each server (see profiled_serve.py): PREFIX-latency.prof, "
+        "PREFIX-throughput-<max_running>.prof",
+    )
     parser.add_argument("--name", default="job_overhead", help="results/<name>.json")
     arguments = parser.parse_args()
     load_before = load_note()
@@ -236,7 +246,12 @@ def main() -> None:
         timings, job_cpu = direct_runs(command, arguments.jobs, arguments.warmup, work_dir)
         direct = {**summary_ms(timings), "cpu_ms": round(job_cpu * 1000, 1)}
 
-        api = spawn_api(work_dir / "latency", **server_settings)
+        profile = arguments.profile_server
+
+        def profile_path(name: str) -> Path | None:
+            return None if profile is None else profile.with_name(f"{profile.name}-{name}.prof")
+
+        api = spawn_api(work_dir / "latency", profile=profile_path("latency"), **server_settings)
         try:
             api.grant(PROCESS)
             settings = api.settings()
@@ -248,6 +263,7 @@ def main() -> None:
         for max_running in arguments.max_running:
             api = spawn_api(
                 work_dir / f"throughput-{max_running}",
+                profile=profile_path(f"throughput-{max_running}"),
                 max_running_jobs=max_running,
                 **server_settings,
             )

@@ -7,8 +7,19 @@ import io
 import zipfile
 
 import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from tests.workflow_api.apis import RunningApi, execute, upload, wait_for_job
+from tests.workflow_api.apis import (
+    RunningApi,
+    ThreadedServer,
+    bound_socket,
+    execute,
+    upload,
+    wait_for_job,
+)
 
 
 def _zip(files: dict[str, bytes]) -> bytes:
@@ -144,3 +155,37 @@ def test_failing_worker_fails_the_job_and_keeps_its_log(api: RunningApi) -> None
     assert problem.headers["content-type"].startswith("application/problem+json")
     assert "exited with code 3" in problem.json()["detail"]
     assert _follow(client, f"/jobs/{job_id}/logs").text.strip()
+
+
+def test_inputs_can_be_plain_http_urls_the_job_fetches(api: RunningApi) -> None:
+    files = {
+        "/doc.txt": b"fetched over http\n",
+        "/data.zip": _zip({"remote.txt": b"r"}),
+        "/settings.env": b"GREETING=remote\n",
+    }
+
+    async def serve(request: Request) -> Response:
+        body = files.get(request.url.path)
+        return Response(body, 200) if body is not None else Response(status_code=404)
+
+    sock = bound_socket()
+    server = ThreadedServer(Starlette(routes=[Route("/{name}", serve)]), sock)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        client = api.consumer
+        job_id = execute(
+            client,
+            "input-dummy",
+            {
+                "document": {"href": f"{base}/doc.txt"},
+                "dataset": {"href": f"{base}/data.zip", "type": "application/zip"},
+                "settings": {"href": f"{base}/settings.env"},
+            },
+        )
+        info = wait_for_job(client, job_id)
+    finally:
+        server.stop()
+    assert info["status"] == "successful", info
+    results = client.get(f"/jobs/{job_id}/results").json()
+    assert "remote.txt" in _follow(client, results["listing"]["href"]).text
