@@ -151,7 +151,9 @@ def spawn_api(data_dir: Path, *, profile: Path | None = None, **settings: object
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"the workflow-api did not start; see {log_path}")
+            process.wait()
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
+            raise RuntimeError(f"the workflow-api did not start; the end of its log:\n{tail}")
         time.sleep(0.05)
     return SpawnedApi(process, server_environment, data_dir, base_url, key, log_path)
 

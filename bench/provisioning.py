@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import free_port, load_note, percentile, print_table, write_results
+from harness import cpu_seconds, free_port, load_note, percentile, print_table, write_results
 
 from provisioner import reconciler as reconciler_module
 from provisioner.deployers import local as local_deployer
@@ -68,6 +68,13 @@ from tests.provisioner.harness import RunningProvisioner, eventually, start_prov
 
 TARGETS_MS = {"new": 1500.0, "existing": 100.0}
 SAMPLE_TIMEOUT = 60.0
+COUNTED = (
+    "reconciler_passes",
+    "health_probes",
+    "state_lookups",
+    "provisioner_cpu_ms",
+    "workflow_api_cpu_ms",
+)
 BASELINE_POLL = 0.01
 TEARDOWN_POLL = 0.005
 log = logging.getLogger("bench.provisioning")
@@ -263,13 +270,14 @@ class Stage:
         """One provision round trip; returns the transfer id, the breakdown, the latency (s)."""
         process = self.world.new_transfer(asset_id=asset_id, consumer_id=consumer_id)
         time.sleep(self.gap)
-        start = time.monotonic()
+        start, cpu = time.monotonic(), time.process_time()
         sent = self.driver.send_legacy_provision(
             process.id, endpoint=self.provisioner.legacy_endpoint
         )
         if sent.outcome != "accepted":
             raise RuntimeError(f"provision request not accepted: {sent}")
         self.driver.wait_for_callback(process.id, "provision", timeout=SAMPLE_TIMEOUT)
+        cpu = time.process_time() - cpu
         events = self.recorder.since(start)
         accepted = next(
             e.moment
@@ -277,6 +285,10 @@ class Stage:
             if e.label == "EDC answered callback" and e.detail == f"provision {process.id} 204"
         )
         breakdown = provision_breakdown(events, start, process.id, accepted)
+        breakdown["provisioner_cpu_ms"] = round(cpu * 1000, 1)  # this process: all its threads
+        if first(events, "spawn end"):
+            started = self.recorder.processes[consumer_id].pid
+            breakdown["workflow_api_cpu_ms"] = round(cpu_seconds(started) * 1000, 1)
         return process.id, breakdown, accepted - start
 
     def tear_down(self, consumer_id: str, transfer_ids: list[str]) -> tuple[dict[str, Any], float]:
@@ -325,8 +337,9 @@ class Stage:
             raise RuntimeError(f"the workflow-api of {consumer_id} at {endpoint} still answers")
 
 
-def bare_start(settings: Settings, work_dir: Path, name: str) -> tuple[float, float]:
-    """A bare workflow-api with a consumer's environment: (start → healthy, SIGTERM → exit)."""
+def bare_start(settings: Settings, work_dir: Path, name: str) -> tuple[float, float, float]:
+    """A bare workflow-api with a consumer's environment: start → healthy, its CPU time until
+    then, SIGTERM → exit (seconds)."""
     slug = consumer_slug(name)
     spec = ConsumerSpec(name, slug, workflow_api_audience(slug))
     data_dir = work_dir / "bare" / slug
@@ -364,6 +377,7 @@ def bare_start(settings: Settings, work_dir: Path, name: str) -> tuple[float, fl
                     raise RuntimeError(f"the bare workflow-api did not start; see {data_dir}")
                 time.sleep(BASELINE_POLL)
             healthy = time.monotonic() - start
+            cpu = cpu_seconds(process.pid)
             client.close()  # no idle keep-alive connection to wait for at shutdown
             stopping = time.monotonic()
             os.killpg(process.pid, signal.SIGTERM)
@@ -375,7 +389,7 @@ def bare_start(settings: Settings, work_dir: Path, name: str) -> tuple[float, fl
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
     shutil.rmtree(data_dir)
-    return healthy, stopped
+    return healthy, cpu, stopped
 
 
 @dataclass
@@ -399,11 +413,11 @@ def run_stage(stage: Stage, arguments: argparse.Namespace, work_dir: Path, tag: 
     for index in range(-arguments.warmup, cycles):
         measured = index >= 0
         if index < arguments.baseline:
-            healthy, stopped = bare_start(
+            healthy, cpu, stopped = bare_start(
                 stage.provisioner.settings, work_dir, f"bare-{tag}-{index + arguments.warmup}"
             )
             if measured:
-                samples.add("baseline", healthy, {})
+                samples.add("baseline", healthy, {"workflow_api_cpu_ms": round(cpu * 1000, 1)})
                 samples.add("baseline_stop", stopped, {})
         consumer_id = f"new-{tag}-{index + arguments.warmup}"
         transfer_id, breakdown, latency = stage.provision(consumer_id, "echo")
@@ -522,10 +536,11 @@ def summarise(samples: Samples) -> dict[str, Any]:
     }
     summary["counts"] = {
         kind: {
-            name: percentile([detail[name] for detail in samples.details[kind]], 0.5)
-            for name in ("reconciler_passes", "health_probes", "state_lookups")
+            name: percentile([d[name] for d in samples.details[kind] if name in d], 0.5)
+            for name in COUNTED
+            if any(name in detail for detail in samples.details[kind])
         }
-        for kind in ("new", "existing")
+        for kind in ("baseline", "new", "existing")
         if samples.details.get(kind)
     }
     if samples.baseline and samples.new:
@@ -574,6 +589,10 @@ def print_report(results: list[dict[str, Any]]) -> None:
             print(f"  lease {result['lease_seconds']:g} s: new / bare start (p50) = {ratio:.2f}")
     for result in results:
         lease = f"{result['lease_seconds']:g}"
+        counts = result["summary"]["counts"].get("baseline")
+        if counts:
+            text = ", ".join(f"{k} {v:g}" for k, v in counts.items())
+            print(f"\n  bare workflow-api, lease {lease} s, per sample (p50): {text}")
         for kind, steps in result["summary"]["phases"].items():
             rows = [[step, v["samples"], v["p50_ms"], v["max_ms"]] for step, v in steps.items()]
             print_table(

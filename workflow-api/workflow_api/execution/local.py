@@ -17,6 +17,8 @@ import signal
 import sys
 from pathlib import Path
 
+import httpx
+
 from data_sidecar import push_out, stage_in
 from data_sidecar.errors import SidecarError
 from workflow_api.execution.runner import JobRun, Outcome
@@ -42,9 +44,12 @@ class LocalJobRunner:
         self._grace_seconds = grace_seconds
         self._poll_seconds = poll_seconds
         self._closing = False
+        # One client (connection pool, TLS context) for every job's stage-in and push-out.
+        self._http = httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0))
 
     def close(self) -> None:
         self._closing = True
+        self._http.close()
 
     def _workspace(self, job_id: str) -> Path:
         return self._work_dir / job_id
@@ -63,7 +68,9 @@ class LocalJobRunner:
         workspace.mkdir(parents=True)
         try:
             exit_code, error = await self._stage_and_work(job, workspace, log_path)
-            report = await asyncio.to_thread(push_out, job.manifest, workspace, log_path)
+            report = await asyncio.to_thread(
+                push_out, job.manifest, workspace, log_path, self._http
+            )
             return Outcome(exit_code=exit_code, error=error, report=report)
         except asyncio.CancelledError:
             await self._push_log_after_cancel(job, workspace, log_path)
@@ -76,7 +83,7 @@ class LocalJobRunner:
         self, job: JobRun, workspace: Path, log_path: Path
     ) -> tuple[int | None, str | None]:
         try:
-            await asyncio.to_thread(stage_in, job.manifest, workspace)
+            await asyncio.to_thread(stage_in, job.manifest, workspace, self._http)
         except SidecarError as error:
             _append(log_path, f"[stage-in] {error}\n")
             return None, f"stage-in failed: {error}"
@@ -152,7 +159,9 @@ class LocalJobRunner:
         _append(log_path, "[runner] the job was dismissed\n")
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
-                asyncio.shield(asyncio.to_thread(push_out, manifest, workspace, log_path)),
+                asyncio.shield(
+                    asyncio.to_thread(push_out, manifest, workspace, log_path, self._http)
+                ),
                 PUSH_OUT_ON_CANCEL_SECONDS,
             )
 

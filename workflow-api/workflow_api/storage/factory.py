@@ -12,7 +12,6 @@ from pathlib import Path
 from workflow_api.settings import Settings
 from workflow_api.storage.base import ObjectStore
 from workflow_api.storage.filesystem import FilesystemStore
-from workflow_api.storage.s3 import S3Store, make_s3_client
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +32,10 @@ def _filesystem_store(settings: Settings) -> ObjectStore:
 
 
 def _s3_store(settings: Settings) -> ObjectStore:
+    # Imported here: the minio client costs half a second of start-up that filesystem storage
+    # (and every consumer's workflow-api on the local deployer) does not need.
+    from workflow_api.storage.s3 import S3Store, make_s3_client  # noqa: PLC0415
+
     # Settings guarantees these are set when storage is "s3".
     assert settings.s3_endpoint is not None
     assert settings.s3_access_key is not None
