@@ -304,6 +304,8 @@ class Stage:
             self.driver.send_legacy_deprovision(
                 transfer_id, endpoint=self.provisioner.legacy_endpoint
             )
+        for transfer_id in transfer_ids[:-1]:  # only the last grant's revocation is timed
+            self.provisioner.wait_for_grant(transfer_id, {"revoked", "failed"}, SAMPLE_TIMEOUT)
         time.sleep(self.gap)
         start = time.monotonic()
         answer = self.driver.send_legacy_deprovision(
@@ -374,7 +376,8 @@ def bare_start(settings: Settings, work_dir: Path, name: str) -> tuple[float, fl
                     if client.get(url).status_code == 200:
                         break
                 if process.poll() is not None or time.monotonic() - start > SAMPLE_TIMEOUT:
-                    raise RuntimeError(f"the bare workflow-api did not start; see {data_dir}")
+                    log_tail = (data_dir / "workflow-api.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"the bare workflow-api did not start:\n{log_tail}")
                 time.sleep(BASELINE_POLL)
             healthy = time.monotonic() - start
             cpu = cpu_seconds(process.pid)
@@ -388,7 +391,7 @@ def bare_start(settings: Settings, work_dir: Path, name: str) -> tuple[float, fl
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-    shutil.rmtree(data_dir)
+            shutil.rmtree(data_dir, ignore_errors=True)
     return healthy, cpu, stopped
 
 
@@ -652,7 +655,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "--supervise-interval", type=float, default=defaults["supervise_interval_seconds"].default
     )
     parser.add_argument(
-        "--gap", type=float, default=0.2, help="seconds of quiet before each measured request"
+        "--gap", type=float, default=0.1, help="seconds of quiet before each measured request"
     )
     parser.add_argument("--work-dir", type=Path, help="default: a temporary directory")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")

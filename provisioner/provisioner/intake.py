@@ -54,7 +54,6 @@ class Intake:
         catalog: dict[str, WorkflowAsset],
         metrics: Metrics,
         callback_deadline: timedelta,
-        callback_delay: timedelta,
         wake: Callable[[], None],
     ) -> None:
         self._engine = engine
@@ -62,7 +61,6 @@ class Intake:
         self._catalog = catalog
         self._metrics = metrics
         self._deadline = callback_deadline
-        self._delay = callback_delay
         self._wake = wake
 
     def provision(
@@ -193,9 +191,6 @@ class Intake:
             return session.exec(select(Grant).where(Grant.request_key == key)).first()
 
     def _insert(self, grant: Grant) -> Grant:
-        grant.next_attempt_at = utcnow() + (
-            self._delay if grant.flavour != Flavour.MANUAL else timedelta()
-        )
         try:
             with Session(self._engine) as session:
                 session.add(grant)

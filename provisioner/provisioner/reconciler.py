@@ -71,7 +71,7 @@ def spec_of(consumer: Consumer) -> ConsumerSpec:
 
 
 def backoff(attempts: int) -> timedelta:
-    return min(timedelta(milliseconds=50) * (1 << min(attempts, 20)), MAX_BACKOFF)
+    return min(timedelta(milliseconds=25) * (1 << min(attempts, 20)), MAX_BACKOFF)
 
 
 class Reconciler:
@@ -89,6 +89,7 @@ class Reconciler:
         interval: timedelta,
         supervise_every: timedelta,
         callback_deadline: timedelta,
+        callback_delay: timedelta,
     ) -> None:
         self._engine = engine
         self._deployer = deployer
@@ -101,6 +102,7 @@ class Reconciler:
         self._interval = interval
         self._supervise_every = supervise_every
         self._callback_deadline = callback_deadline
+        self._callback_delay = callback_delay
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -109,6 +111,7 @@ class Reconciler:
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
+        self._deployer.prepare()
         self._thread.start()
 
     def stop(self) -> None:
@@ -116,6 +119,7 @@ class Reconciler:
         self._wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
+        self._deployer.close()
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -222,6 +226,10 @@ class Reconciler:
                 grant.granted_in_api = True
             callback = self._build_callback(grant, consumer, "provision")
             if callback is not None:
+                not_before = as_utc(grant.created) + self._callback_delay
+                if utcnow() < not_before:  # EDC may still hold the lease of its request
+                    self._save(grant, GrantState.PROVISIONING, next_attempt_at=not_before)
+                    return
                 self._post_provision_callback(grant, callback)
         except (WorkflowApiError, CallbackError) as error:
             self._provision_failed(grant, error)

@@ -137,6 +137,7 @@ def build_services(settings: Settings) -> Services:
         interval=timedelta(seconds=settings.reconcile_interval_seconds),
         supervise_every=timedelta(seconds=settings.supervise_interval_seconds),
         callback_deadline=deadline,
+        callback_delay=timedelta(seconds=settings.callback_delay_seconds),
     )
     intake = Intake(
         engine=engine,
@@ -144,7 +145,6 @@ def build_services(settings: Settings) -> Services:
         catalog=catalog,
         metrics=metrics,
         callback_deadline=deadline,
-        callback_delay=timedelta(seconds=settings.callback_delay_seconds),
         wake=reconciler.wake,
     )
     closers = [callbacks.close, workflow_apis.close]

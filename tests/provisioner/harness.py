@@ -20,6 +20,12 @@ T = TypeVar("T")
 FINAL_GRANT_STATES = {"revoked", "failed"}
 
 
+def consumer_directories(data_dir: Path) -> list[Path]:
+    """The consumers' data directories (hidden entries are the deployer's, e.g. the spare log)."""
+    root = data_dir / "consumers"
+    return [p for p in root.iterdir() if not p.name.startswith(".")] if root.exists() else []
+
+
 def eventually(check: Callable[[], T | None], timeout: float = 30, what: str = "condition") -> T:
     deadline = time.monotonic() + timeout
     while True:

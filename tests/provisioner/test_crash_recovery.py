@@ -17,7 +17,7 @@ import pytest
 
 from tests.edc_standin.fixture import EdcStandIn
 from tests.provisioner.conftest import remove_leftover_deployments
-from tests.provisioner.harness import eventually
+from tests.provisioner.harness import consumer_directories, eventually
 from tests.workflow_api.apis import DUMMY_ASSETS, bound_socket
 
 EDC = "https://w3id.org/edc/v0.0.1/ns/"
@@ -136,7 +136,7 @@ def test_killed_while_deploying_resumes_and_calls_back_once(
     assert _accepted_callbacks(edc_standin, process.id) == 1
     consumers = provisioner.admin("/admin/consumers")["consumers"]
     assert len(consumers) == 1 and consumers[0]["state"] == "ready"
-    assert len(list((provisioner.data_dir / "consumers").iterdir())) == 1
+    assert len(consumer_directories(provisioner.data_dir)) == 1
 
 
 def test_killed_after_edc_took_the_callback_but_before_the_answer(
@@ -191,7 +191,7 @@ def test_killed_while_revoking_finishes_the_deprovisioning(
     driver.wait_for_callback(process.id, "deprovision", timeout=60)
     eventually(lambda: provisioner.consumer_state("carol") == "removed", 60, "teardown")
     assert provisioner.grant(process.id)["state"] == "revoked"  # type: ignore[index]
-    assert not any((provisioner.data_dir / "consumers").iterdir())
+    assert consumer_directories(provisioner.data_dir) == []
 
 
 def test_killed_during_the_grace_period_still_tears_down(
@@ -212,7 +212,7 @@ def test_killed_during_the_grace_period_still_tears_down(
 
     provisioner.start()
     eventually(lambda: provisioner.consumer_state("dave") == "removed", 60, "teardown after grace")
-    assert not any((provisioner.data_dir / "consumers").iterdir())
+    assert consumer_directories(provisioner.data_dir) == []
     secret = callback.body["contentDataAddress"]["properties"][f"{EDC}authCode"].removeprefix(
         "Bearer "
     )

@@ -14,7 +14,7 @@ import pytest
 from tests.edc_standin import wire as edc_wire
 from tests.edc_standin.fixture import EdcStandIn
 from tests.edc_standin.policy import valid_for
-from tests.provisioner.harness import RunningProvisioner, eventually
+from tests.provisioner.harness import RunningProvisioner, consumer_directories, eventually
 from tests.workflow_api.apis import execute, wait_for_job
 
 EDC = "https://w3id.org/edc/v0.0.1/ns/"
@@ -166,9 +166,7 @@ def test_forged_request_for_an_unknown_transfer_is_refused_and_deploys_nothing(
     assert dataplane.status_code == 400
     time.sleep(0.5)
     assert provisioner.grants() == [] and provisioner.consumers() == []
-    assert not (provisioner.settings.data_dir / "consumers").exists() or not any(
-        (provisioner.settings.data_dir / "consumers").iterdir()
-    )
+    assert consumer_directories(provisioner.settings.data_dir) == []
 
 
 @pytest.mark.parametrize(
@@ -245,7 +243,7 @@ def test_concurrent_duplicates_yield_one_deployment_and_one_callback(
     assert len(accepted) == 1
     assert len(provisioner.grants()) == 1
     assert len(provisioner.consumers()) == 1
-    consumer_dirs = list((provisioner.settings.data_dir / "consumers").iterdir())
+    consumer_dirs = consumer_directories(provisioner.settings.data_dir)
     assert len(consumer_dirs) == 1
 
 

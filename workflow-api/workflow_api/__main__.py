@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
+from pathlib import Path
 
 import uvicorn
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from workflow_api.app import create_app
 from workflow_api.settings import Settings, describe_invalid_settings
@@ -25,13 +28,51 @@ def configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class Assignment(BaseModel):
+    """What a pre-started ("spare") process waits for: its whole environment and where to serve."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    environment: dict[str, str]
+    host: str
+    port: int
+    directory: Path
+    log_file: Path
+
+
+def _await_assignment() -> Assignment | None:
+    """Block on stdin for one JSON line; None on end of file (the spare was not needed)."""
+    line = sys.stdin.readline()
+    if not line.strip():
+        return None
+    assignment = Assignment.model_validate_json(line)
+    log_descriptor = os.open(assignment.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    for stream in (1, 2):
+        os.dup2(log_descriptor, stream)
+    os.close(log_descriptor)
+    os.chdir(assignment.directory)
+    os.environ.clear()
+    os.environ.update(assignment.environment)
+    return assignment
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="workflow-api")
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("serve", help="run with WORKFLOW_API_* settings")
     command.add_argument("--host", default="127.0.0.1")
     command.add_argument("--port", type=int, default=8080)
+    command.add_argument(
+        "--settings-from-stdin",
+        action="store_true",
+        help="start now, read environment, address and log file as one JSON line, then serve",
+    )
     arguments = parser.parse_args(argv)
+    if arguments.settings_from_stdin:
+        assignment = _await_assignment()
+        if assignment is None:
+            return
+        arguments.host, arguments.port = assignment.host, assignment.port
     configure_logging()
     try:
         settings = Settings()

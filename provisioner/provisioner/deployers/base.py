@@ -4,7 +4,9 @@ The reconciler calls `deploy` again and again until it answers `ready` (it must 
 long: start what is missing, check what is there, return); it also calls it on ready consumers to
 supervise them (a dead deployment is restarted and answers `starting`). `detail` is the deployer's
 own bookkeeping (ports, process ids, object names): the caller persists what `deploy` returns and
-hands it back on the next call, including after a provisioner restart.
+hands it back on the next call, including after a provisioner restart. A `failed` answer is
+retried by calling `deploy` again; a `ready` deployment may go back to `starting` (restarted or
+unhealthy). All calls come from the reconciler's one thread.
 """
 
 from __future__ import annotations
@@ -36,3 +38,9 @@ class Deployer(Protocol):
 
     def remove(self, spec: ConsumerSpec, detail: dict[str, Any]) -> None:
         """Stop it and delete its data; idempotent; returns when it is gone (bounded time)."""
+
+    def prepare(self) -> None:
+        """Called once when the reconciler starts: warm up (e.g. pre-start a spare)."""
+
+    def close(self) -> None:
+        """Called when the reconciler stops: let go of what `prepare` holds."""

@@ -43,6 +43,7 @@ from workflow_api.processes import ProcessIdentity, child_groups, process_stat, 
 log = logging.getLogger(__name__)
 
 LOG_FILE = "workflow-api.log"
+SPARE_LOG_FILE = ".spare-workflow-api.log"
 PID_FILE = "workflow-api.pid"
 HEALTH_PATH = "/conformance"
 HEALTH_TIMEOUT_SECONDS = 0.5
@@ -165,6 +166,73 @@ class LocalDeployer:
         self._exit_codes: dict[ProcessIdentity, int] = {}
         self._ports: dict[str, int] = {}  # slug -> port, from start or adoption until removal
         self._lock = threading.Lock()
+        self._spare: subprocess.Popen[bytes] | None = None
+
+    # --- a warm spare --------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Pre-start one workflow-api that has done its imports (most of its start-up time) and
+        waits on stdin for its assignment; it exits on end of file, so it dies with us."""
+        if self._spare is not None and self._spare.poll() is None:
+            return
+        self._root.mkdir(parents=True, exist_ok=True)
+        environment = {
+            "PATH": os.pathsep.join([str(Path(self._python).parent), os.environ.get("PATH", "")]),
+            "HOME": os.environ.get("HOME", str(self._root)),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+        }
+        command = [self._python, "-m", "workflow_api", "serve", "--settings-from-stdin"]
+        try:
+            with (self._root / SPARE_LOG_FILE).open("ab") as log_file:
+                self._spare = subprocess.Popen(
+                    command,
+                    cwd=self._root,
+                    env=environment,
+                    stdin=subprocess.PIPE,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as error:
+            log.warning("cannot pre-start a spare workflow-api: %s", error)
+            self._spare = None
+
+    def close(self) -> None:
+        """Let the spare go (end of file on its stdin), waiting briefly."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return
+        with contextlib.suppress(OSError):
+            assert spare.stdin is not None
+            spare.stdin.close()
+        try:
+            spare.wait(timeout=KILL_WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            spare.kill()
+            spare.wait()
+
+    def _assign_spare(
+        self, environment: dict[str, str], port: int, data_dir: Path
+    ) -> subprocess.Popen[bytes] | None:
+        """Hand the spare to a consumer; None if there is no live spare."""
+        spare, self._spare = self._spare, None
+        if spare is None or spare.poll() is not None or spare.stdin is None:
+            return None
+        assignment = {
+            "environment": environment,
+            "host": self._host,
+            "port": port,
+            "directory": str(data_dir),
+            "log_file": str(data_dir / LOG_FILE),
+        }
+        try:
+            spare.stdin.write(json.dumps(assignment).encode() + b"\n")
+            spare.stdin.close()
+        except OSError:
+            spare.kill()
+            spare.wait()
+            return None
+        return spare
 
     # --- the Deployer protocol -----------------------------------------------------------------
 
@@ -252,7 +320,7 @@ class LocalDeployer:
             with (data_dir / LOG_FILE).open("ab") as log_file:
                 log_file.write(f"[deployer] {moment} starting on {self._host}:{port}\n".encode())
                 log_file.flush()
-                process = subprocess.Popen(
+                process = self._assign_spare(environment, port, data_dir) or subprocess.Popen(
                     command,
                     cwd=data_dir,
                     env=environment,
@@ -261,6 +329,7 @@ class LocalDeployer:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
+            self.prepare()  # the next new consumer gets a warm one too
         except OSError as error:
             message = f"cannot start the workflow-api: {error}"
             log.error("consumer %s (slug %s): %s", spec.consumer_id, spec.slug, message)
