@@ -476,3 +476,33 @@ def test_a_port_taken_meanwhile_is_replaced_by_a_free_one(
     assert status.state == "starting"
     assert status.detail["port"] != taken
     assert status.endpoint == f"http://127.0.0.1:{status.detail['port']}"
+
+
+def test_a_prepared_spare_becomes_the_next_consumers_workflow_api(
+    make_deployer: Callable[..., LocalDeployer],
+    processes: Processes,
+    signing_key: SigningKey,
+    root: Path,
+) -> None:
+    deployer = make_deployer()
+    deployer.prepare()
+    spare = deployer._spare
+    assert spare is not None
+    time.sleep(3)  # let it finish its imports, as it would between two new consumers
+    try:
+        started = time.monotonic()
+        status, _ = deploy_until(deployer, CONSUMER_A, {}, processes)
+        warm_seconds = time.monotonic() - started
+        assert status.detail["pid"] == spare.pid, "the spare was handed to the consumer"
+        assert warm_seconds < 3.0, f"a warm start took {warm_seconds:.2f} s"
+        assert (root / CONSUMER_A.slug / LOG_FILE).read_text().strip(), "logs go to its own file"
+        with consumer_client(status, signing_key, CONSUMER_A) as client:
+            assert client.get("/processes").status_code == 200
+        next_spare = deployer._spare
+        assert next_spare is not None and next_spare.pid != spare.pid
+    finally:
+        deployer.close()
+    assert deployer._spare is None
+    assert next_spare.wait(timeout=10) == 0, "an unneeded spare exits at end of file"
+    deployer.remove(CONSUMER_A, status.detail)
+    assert gone(spare.pid)
