@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import functools
 import itertools
+import json
 import logging
 import os
 import shutil
@@ -140,6 +141,8 @@ def instrument(provisioner: RunningProvisioner, world: World, recorder: Recorder
     recorder.wrap(deployer, "_start", "spawn", functools.partial(_spawned, recorder))
     recorder.wrap(deployer, "_healthy", "probe", lambda healthy, _: "ok" if healthy else "no")
     recorder.wrap(deployer, "remove", "remove")
+    if hasattr(deployer, "_assign_spare"):  # the warm spare (b8c361d)
+        recorder.wrap(deployer, "_assign_spare", "spare", lambda spare, _: "yes" if spare else "no")
     recorder.wrap(reconciler._apis, "grant", "grant PUT")
     recorder.wrap(reconciler._apis, "revoke", "grant DELETE")
     recorder.wrap(reconciler._apis, "purge", "purge")
@@ -226,8 +229,10 @@ def provision_breakdown(
         ("first callback sent", first(events, "callback begin")),
         ("callback accepted", accepted),
     ]
+    spare = first(events, "spare end")
     return {
         "milestones_ms": milestones_ms(start, moments),
+        "spare_used": None if spare is None else spare.detail == "yes",
         "callback_statuses": callback_attempts(events, transfer_process_id, "provision"),
         "state_lookups": sum(e.label == "state lookup end" for e in events),
         "health_probes": len(probes),
@@ -265,10 +270,20 @@ class Stage:
     assets: list[str]
 
     gap: float  # seconds of quiet before each measured request
+    idle_spare: int | None = None  # pid of the deployer's spare once seen idle
+
+    def settle(self) -> None:
+        """Wait until the deployer's spare workflow-api (if any) has done its imports: samples
+        and baselines must not share the CPU with it. The burst scenario measures the rest."""
+        spare = getattr(self.provisioner.services.reconciler._deployer, "_spare", None)
+        if spare is not None and spare.poll() is None and spare.pid != self.idle_spare:
+            wait_until_idle(spare.pid)
+            self.idle_spare = spare.pid
 
     def provision(self, consumer_id: str, asset_id: str) -> tuple[str, dict[str, Any], float]:
         """One provision round trip; returns the transfer id, the breakdown, the latency (s)."""
         process = self.world.new_transfer(asset_id=asset_id, consumer_id=consumer_id)
+        self.settle()
         time.sleep(self.gap)
         start, cpu = time.monotonic(), time.process_time()
         sent = self.driver.send_legacy_provision(
@@ -328,6 +343,32 @@ class Stage:
         self._check_removed(consumer_id, endpoint)
         return breakdown, max(gone, data_gone) - start
 
+    def burst(self, consumer_ids: list[str]) -> list[float]:
+        """New consumers whose requests come at once (only the first finds a warm spare);
+        latency of each (s), from its own request. Torn down afterwards (not timed)."""
+        processes = [self.world.new_transfer(asset_id="echo", consumer_id=c) for c in consumer_ids]
+        self.settle()
+        time.sleep(self.gap)
+        starts = []
+        for process in processes:
+            starts.append(time.monotonic())
+            sent = self.driver.send_legacy_provision(
+                process.id, endpoint=self.provisioner.legacy_endpoint
+            )
+            if sent.outcome != "accepted":
+                raise RuntimeError(f"provision request not accepted: {sent}")
+        for process in processes:
+            self.driver.wait_for_callback(process.id, "provision", timeout=SAMPLE_TIMEOUT)
+        accepted = {
+            e.detail.split()[1]: e.moment
+            for e in self.recorder.since(starts[0])
+            if e.label == "EDC answered callback" and e.detail.endswith(" 204")
+        }
+        latencies = [accepted[p.id] - t for p, t in zip(processes, starts, strict=True)]
+        for consumer_id, process in zip(consumer_ids, processes, strict=True):
+            self.tear_down(consumer_id, [process.id])
+        return latencies
+
     def _check_removed(self, consumer_id: str, endpoint: str) -> None:
         eventually(
             lambda: (self.provisioner.consumer(consumer_id) or {}).get("state") == "removed",
@@ -339,9 +380,29 @@ class Stage:
             raise RuntimeError(f"the workflow-api of {consumer_id} at {endpoint} still answers")
 
 
-def bare_start(settings: Settings, work_dir: Path, name: str) -> tuple[float, float, float]:
-    """A bare workflow-api with a consumer's environment: start → healthy, its CPU time until
-    then, SIGTERM → exit (seconds)."""
+def wait_until_idle(pid: int, quiet: float = 0.2, timeout: float = SAMPLE_TIMEOUT) -> float:
+    """Wait until process `pid` has used no CPU for `quiet` seconds (or is gone); returns the
+    moment (monotonic) its CPU time last grew."""
+    last_cpu, last_change = -1.0, time.monotonic()
+    deadline = last_change + timeout
+    while time.monotonic() < deadline:
+        try:
+            cpu = cpu_seconds(pid)
+        except (OSError, IndexError, ValueError):
+            break
+        now = time.monotonic()
+        if cpu != last_cpu:
+            last_cpu, last_change = cpu, now
+        elif now - last_change >= quiet:
+            break
+        time.sleep(0.02)
+    return last_change
+
+
+def consumer_like(
+    settings: Settings, work_dir: Path, name: str
+) -> tuple[Path, int, dict[str, str]]:
+    """A data directory, a port and the environment the deployer would give consumer `name`."""
     slug = consumer_slug(name)
     spec = ConsumerSpec(name, slug, workflow_api_audience(slug))
     data_dir = work_dir / "bare" / slug
@@ -355,11 +416,83 @@ def bare_start(settings: Settings, work_dir: Path, name: str) -> tuple[float, fl
         python=sys.executable,
         inherited=os.environ,
     )
+    return data_dir, port, environment
+
+
+def wait_healthy(process: subprocess.Popen[bytes], port: int, start: float, log: Path) -> float:
+    """Seconds from `start` until GET /conformance answers 200 (one client, every 10 ms)."""
+    url = f"http://127.0.0.1:{port}{local_deployer.HEALTH_PATH}"
+    with httpx.Client(timeout=0.5, trust_env=False) as client:  # no TLS set-up per probe
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if client.get(url, headers={"Connection": "close"}).status_code == 200:
+                    return time.monotonic() - start
+            if process.poll() is not None or time.monotonic() - start > SAMPLE_TIMEOUT:
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                raise RuntimeError(f"the bare workflow-api did not start:\n{tail}")
+            time.sleep(BASELINE_POLL)
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> float:
+    """SIGTERM its process group; seconds until it has exited (SIGKILL after the timeout)."""
+    stopping = time.monotonic()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=SAMPLE_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return time.monotonic() - stopping
+
+
+def spare_start(settings: Settings, work_dir: Path, name: str) -> tuple[float, float]:
+    """A spare as the deployer pre-starts it (`serve --settings-from-stdin`): once it has done
+    its imports, the assignment of a consumer's settings → healthy; and Popen → imports done
+    (seconds; the latter to ±0.2 s, from its CPU time)."""
+    data_dir, port, environment = consumer_like(settings, work_dir, name)
+    minimal = {key: environment[key] for key in ("PATH", "HOME", "LANG")}
+    command = [sys.executable, "-m", "workflow_api", "serve", "--settings-from-stdin"]
+    log = data_dir / "workflow-api.log"
+    start = time.monotonic()
+    process = subprocess.Popen(
+        command,
+        cwd=work_dir,
+        env=minimal,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        warm = wait_until_idle(process.pid) - start
+        assignment = {
+            "environment": environment,
+            "host": "127.0.0.1",
+            "port": port,
+            "directory": str(data_dir),
+            "log_file": str(log),
+        }
+        assert process.stdin is not None
+        assigned = time.monotonic()
+        process.stdin.write(json.dumps(assignment).encode() + b"\n")
+        process.stdin.close()
+        healthy = wait_healthy(process, port, assigned, log)
+    finally:
+        stop_group(process)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return healthy, warm
+
+
+def bare_start(settings: Settings, work_dir: Path, name: str) -> tuple[float, float, float]:
+    """A bare workflow-api with a consumer's environment: start → healthy, its CPU time until
+    then, SIGTERM → exit (seconds)."""
+    data_dir, port, environment = consumer_like(settings, work_dir, name)
     command = [sys.executable, "-m", "workflow_api", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port)]
-    url = f"http://127.0.0.1:{port}{local_deployer.HEALTH_PATH}"
-    client = httpx.Client(timeout=0.5, trust_env=False)  # one client: no TLS setup per probe
-    with (data_dir / "workflow-api.log").open("wb") as log_file:
+    log = data_dir / "workflow-api.log"
+    with log.open("wb") as log_file:
         start = time.monotonic()
         process = subprocess.Popen(
             command,
@@ -370,28 +503,12 @@ def bare_start(settings: Settings, work_dir: Path, name: str) -> tuple[float, fl
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        try:
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get(url).status_code == 200:
-                        break
-                if process.poll() is not None or time.monotonic() - start > SAMPLE_TIMEOUT:
-                    log_tail = (data_dir / "workflow-api.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"the bare workflow-api did not start:\n{log_tail}")
-                time.sleep(BASELINE_POLL)
-            healthy = time.monotonic() - start
-            cpu = cpu_seconds(process.pid)
-            client.close()  # no idle keep-alive connection to wait for at shutdown
-            stopping = time.monotonic()
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=SAMPLE_TIMEOUT)
-            stopped = time.monotonic() - stopping
-        finally:
-            client.close()
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            shutil.rmtree(data_dir, ignore_errors=True)
+    try:
+        healthy = wait_healthy(process, port, start, log)
+        cpu = cpu_seconds(process.pid)
+    finally:
+        stopped = stop_group(process)
+        shutil.rmtree(data_dir, ignore_errors=True)
     return healthy, cpu, stopped
 
 
@@ -399,6 +516,8 @@ def bare_start(settings: Settings, work_dir: Path, name: str) -> tuple[float, fl
 class Samples:
     baseline: list[float] = field(default_factory=list)
     baseline_stop: list[float] = field(default_factory=list)
+    spare: list[float] = field(default_factory=list)
+    burst: list[float] = field(default_factory=list)
     new: list[float] = field(default_factory=list)
     existing: list[float] = field(default_factory=list)
     teardown: list[float] = field(default_factory=list)
@@ -412,10 +531,19 @@ class Samples:
 def run_stage(stage: Stage, arguments: argparse.Namespace, work_dir: Path, tag: str) -> Samples:
     samples = Samples()
     assets = itertools.cycle(stage.assets)
-    cycles = max(arguments.new, arguments.teardowns, arguments.baseline)
+    spares = hasattr(stage.provisioner.services.reconciler._deployer, "prepare")
+    cycles = max(arguments.new, arguments.teardowns, arguments.baseline, arguments.spare_baseline)
     for index in range(-arguments.warmup, cycles):
         measured = index >= 0
+        if index < arguments.spare_baseline and spares:
+            stage.settle()
+            healthy, warm = spare_start(
+                stage.provisioner.settings, work_dir, f"spare-{tag}-{index + arguments.warmup}"
+            )
+            if measured:
+                samples.add("spare", healthy, {"imports_done_ms": round(warm * 1000, 1)})
         if index < arguments.baseline:
+            stage.settle()
             healthy, cpu, stopped = bare_start(
                 stage.provisioner.settings, work_dir, f"bare-{tag}-{index + arguments.warmup}"
             )
@@ -433,6 +561,11 @@ def run_stage(stage: Stage, arguments: argparse.Namespace, work_dir: Path, tag: 
             f"{tag} cycle {index + 1}/{cycles}: new {latency * 1000:.0f} ms,"
             f" teardown {seconds * 1000:.0f} ms"
         )
+    for number in range(arguments.bursts):
+        latencies = stage.burst([f"burst-{tag}-{number}-{i}" for i in range(arguments.burst_size)])
+        for latency in latencies:
+            samples.add("burst", latency, {})
+        progress(f"{tag} burst {number + 1}: " + ", ".join(f"{s * 1000:.0f}" for s in latencies))
     consumer_id = f"steady-{tag}"
     transfers = [stage.provision(consumer_id, next(assets))[0]]  # its workflow-api starts
     for index in range(arguments.existing):
@@ -525,7 +658,7 @@ def callback_patterns(details: list[dict[str, Any]]) -> dict[str, int]:
 def summarise(samples: Samples) -> dict[str, Any]:
     summary: dict[str, Any] = {
         kind: stats_ms(getattr(samples, kind))
-        for kind in ("baseline", "baseline_stop", "new", "existing", "teardown")
+        for kind in ("baseline", "baseline_stop", "spare", "new", "burst", "existing", "teardown")
     }
     summary["phases"] = {
         kind: phases(samples.details[kind])
@@ -550,13 +683,22 @@ def summarise(samples: Samples) -> dict[str, Any]:
         summary["new_over_baseline_p50"] = round(
             percentile(samples.new, 0.5) / percentile(samples.baseline, 0.5), 2
         )
+    if samples.spare and samples.new:
+        summary["new_over_spare_p50"] = round(
+            percentile(samples.new, 0.5) / percentile(samples.spare, 0.5), 2
+        )
+    spare_used = [d["spare_used"] for d in samples.details.get("new", []) if "spare_used" in d]
+    if spare_used:
+        summary["new_with_warm_spare"] = f"{sum(bool(u) for u in spare_used)}/{len(spare_used)}"
     return summary
 
 
 def print_report(results: list[dict[str, Any]]) -> None:
     labels = {
         "baseline": "bare workflow-api start → healthy",
+        "spare": "warm spare: assignment → healthy",
         "new": "provision, new consumer",
+        "burst": "provision, new consumers in a burst",
         "existing": "provision, existing consumer",
         "teardown": "teardown (deprovision → process and data gone)",
         "baseline_stop": "bare workflow-api SIGTERM → exit",
@@ -587,9 +729,16 @@ def print_report(results: list[dict[str, Any]]) -> None:
     print_table("Provisioning (ms)", [*header, "p50"], rows)
     for result in results:
         summary = result["summary"]
+        lease = f"{result['lease_seconds']:g}"
         ratio = summary.get("new_over_baseline_p50")
         if ratio is not None:
-            print(f"  lease {result['lease_seconds']:g} s: new / bare start (p50) = {ratio:.2f}")
+            print(f"  lease {lease} s: new / bare start (p50) = {ratio:.2f}", end="")
+        ratio = summary.get("new_over_spare_p50")
+        if ratio is not None:
+            print(f", new / warm spare (p50) = {ratio:.2f}", end="")
+        if "new_with_warm_spare" in summary:
+            print(f"; a warm spare for {summary['new_with_warm_spare']} new consumers", end="")
+        print()
     for result in results:
         lease = f"{result['lease_seconds']:g}"
         counts = result["summary"]["counts"].get("baseline")
@@ -643,6 +792,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--existing", type=int, default=30, help="existing-consumer samples")
     parser.add_argument("--teardowns", type=int, default=10, help="teardown samples per lease")
     parser.add_argument("--baseline", type=int, default=10, help="bare-start samples per lease")
+    parser.add_argument(
+        "--spare-baseline", type=int, default=5, help="warm-spare samples per lease"
+    )
+    parser.add_argument("--bursts", type=int, default=1, help="bursts of new consumers per lease")
+    parser.add_argument("--burst-size", type=int, default=3, help="new consumers per burst")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured cycles per lease")
     parser.add_argument("--leases", type=float, nargs="+", default=[0.1, 0.02])
     parser.add_argument(

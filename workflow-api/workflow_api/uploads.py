@@ -88,11 +88,13 @@ class UploadService:
         upload_id = str(uuid.uuid4())
         self._incoming.mkdir(parents=True, exist_ok=True)
         partial = self._incoming / upload_id
-        reserved = 0
         digest = hashlib.sha256()
+        reservation = _Reservation(self._ledger, declared_size)
         size = 0
         try:
             with partial.open("wb") as handle:
+                # Receive the next batch while the previous one is hashed and written.
+                writing: asyncio.Future[None] | None = None
                 batch: list[bytes] = []
                 batch_size = 0
                 async for chunk in body:
@@ -104,16 +106,21 @@ class UploadService:
                     batch.append(chunk)
                     batch_size += len(chunk)
                     if batch_size >= WRITE_BATCH_BYTES:
-                        await asyncio.to_thread(self._ledger.reserve, batch_size)
-                        reserved += batch_size
-                        await asyncio.to_thread(_write, handle, digest, batch)
+                        await reservation.cover(size)
+                        if writing is not None:
+                            await writing
+                        writing = asyncio.ensure_future(
+                            asyncio.to_thread(_write, handle, digest, batch)
+                        )
                         batch, batch_size = [], 0
-                if batch_size:
-                    await asyncio.to_thread(self._ledger.reserve, batch_size)
-                    reserved += batch_size
-                    await asyncio.to_thread(_write, handle, digest, batch)
+                await reservation.cover(size)
+                if writing is not None:
+                    await writing
+                await asyncio.to_thread(_write, handle, digest, batch)
             if size == 0:
                 raise BadRequestError("the upload is empty")
+            if declared_size is not None and size != declared_size:
+                raise BadRequestError(f"received {size} bytes, Content-Length said {declared_size}")
             upload = Upload(
                 id=upload_id,
                 filename=filename,
@@ -126,7 +133,7 @@ class UploadService:
             return upload
         finally:
             partial.unlink(missing_ok=True)
-            self._ledger.release(reserved)
+            reservation.release()
 
     def _commit(self, upload: Upload, partial: Path) -> None:
         self._store.put_file(keys.upload_key(upload.id), partial)
@@ -173,9 +180,39 @@ class UploadService:
 
 
 def _write(handle: BinaryIO, digest: Any, batch: list[bytes]) -> None:
-    data = b"".join(batch)
-    digest.update(data)
-    handle.write(data)
+    for chunk in batch:
+        digest.update(chunk)
+    handle.writelines(batch)
+
+
+class _Reservation:
+    """Quota held for one upload: all of Content-Length at once, else in steps as bytes arrive."""
+
+    STEP = 64 * 1024 * 1024
+
+    def __init__(self, ledger: QuotaLedger, declared_size: int | None) -> None:
+        self._ledger = ledger
+        self._declared = declared_size
+        self.held = 0
+
+    async def cover(self, size: int) -> None:
+        if self._declared is not None and size > self._declared:
+            raise BadRequestError(f"the body is longer than its Content-Length ({self._declared})")
+        if size <= self.held:
+            return
+        wanted = self._declared if self._declared is not None else max(size, self.held + self.STEP)
+        try:
+            await asyncio.to_thread(self._ledger.reserve, wanted - self.held)
+            self.held = wanted
+        except PayloadTooLargeError:
+            if wanted == size:
+                raise
+            await asyncio.to_thread(self._ledger.reserve, size - self.held)  # just what arrived
+            self.held = size
+
+    def release(self) -> None:
+        self._ledger.release(self.held)
+        self.held = 0
 
 
 def fetch_text(url: str, limit: int) -> str:
