@@ -7,8 +7,12 @@ one `python -m workflow_api serve` process per consumer, exactly as in productio
     baseline   a bare `python -m workflow_api serve`, with the environment the deployer gives a
                consumer: Popen → GET /conformance answers 200 (polled every 10 ms through one
                client), and SIGTERM → exit; one sample right before each new-consumer sample
+    spare      the deployer's warm spare reproduced: `serve --settings-from-stdin` left to finish
+               its imports, then a consumer's assignment → GET /conformance answers 200
     new        EDC's legacy provision request for a consumer without a workflow-api → EDC
-               accepts the provisioner's provision callback (204): the workflow-api is started
+               accepts the provisioner's provision callback (204): the workflow-api is started;
+               the deployer's spare (if any) has done its imports before each sample
+    burst      new consumers whose requests come at once (only the first finds a warm spare)
     existing   the same for the 2nd, 3rd, ... contract of a consumer whose workflow-api runs
                (assets taken in turn from the catalog)
     teardown   the transfer TERMINATED, EDC's deprovision request (the consumer's only grant) →
@@ -20,10 +24,11 @@ answering our request (callbacks meanwhile get 409, which the provisioner retrie
 lease ends when it has persisted the new state, so 0.02 s is the closer model. Where the time goes
 is read from the provisioner's own calls, timed by wrappers set on the running instances (the
 package is not modified): reconciler passes, process start, health probes, the grant PUT, callbacks
-sent, EDC's answers, and the lookups after a 409.
+sent, EDC's answers, and the lookups after a 409. The provisioner runs with the package defaults
+unless --callback-delay, --reconcile-interval or --supervise-interval say otherwise.
 
     PYTHONPATH=. .venv/bin/python bench/provisioning.py [--new 10] [--existing 30] [--teardowns 10]
-        [--leases 0.1 0.02] [--callback-delay 0.05] [--reconcile-interval 1.0] [--name provisioning]
+        [--leases 0.1 0.02] [--callback-delay SECONDS] [--bursts 1] [--name provisioning]
 """
 
 from __future__ import annotations

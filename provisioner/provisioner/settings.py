@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     )
     callback_deadline_seconds: float = Field(default=600.0, gt=0)
     callback_delay_seconds: float = Field(
-        default=0.02, ge=0, description="EDC leases the transfer while it handles our answer"
+        default=0.03, ge=0, description="EDC leases the transfer while it handles our answer"
     )
 
     # consumers and tokens

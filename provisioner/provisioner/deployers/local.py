@@ -167,6 +167,8 @@ class LocalDeployer:
         self._ports: dict[str, int] = {}  # slug -> port, from start or adoption until removal
         self._lock = threading.Lock()
         self._spare: subprocess.Popen[bytes] | None = None
+        self._starting: set[str] = set()  # slugs started and not yet healthy
+        self._probes: httpx.Client | None = None
 
     # --- a warm spare --------------------------------------------------------------------------
 
@@ -199,6 +201,9 @@ class LocalDeployer:
 
     def close(self) -> None:
         """Let the spare go (end of file on its stdin), waiting briefly."""
+        if self._probes is not None:
+            self._probes.close()
+            self._probes = None
         spare, self._spare = self._spare, None
         if spare is None:
             return
@@ -270,6 +275,7 @@ class LocalDeployer:
             shutil.rmtree(data_dir)
         with self._lock:
             self._ports.pop(spec.slug, None)
+        self._starting.discard(spec.slug)
         log.info("consumer %s: workflow-api removed, %s deleted", spec.consumer_id, data_dir)
 
     # --- steps ---------------------------------------------------------------------------------
@@ -282,6 +288,9 @@ class LocalDeployer:
             if record.waiting_since is not None:
                 log.info("consumer %s: workflow-api ready (%s)", spec.consumer_id, record)
             ready = replace(record, waiting_since=None)
+            self._starting.discard(spec.slug)
+            if not self._starting:
+                self.prepare()  # the next new consumer gets a warm one, without slowing this one
             return DeploymentStatus("ready", record.endpoint, ready.to_detail())
         now = time.time()
         since = record.waiting_since
@@ -329,7 +338,7 @@ class LocalDeployer:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-            self.prepare()  # the next new consumer gets a warm one too
+            self._starting.add(spec.slug)
         except OSError as error:
             message = f"cannot start the workflow-api: {error}"
             log.error("consumer %s (slug %s): %s", spec.consumer_id, spec.slug, message)
@@ -347,6 +356,7 @@ class LocalDeployer:
     def _failed(
         self, spec: ConsumerSpec, data: Path, record: _Record, what: str
     ) -> DeploymentStatus:
+        self._starting.discard(spec.slug)
         message = f"{what}; last lines of {data / LOG_FILE}:\n{_log_tail(data / LOG_FILE)}"
         log.error("consumer %s (slug %s): %s", spec.consumer_id, spec.slug, message)
         failed = replace(record, process=None, waiting_since=None)
@@ -414,10 +424,16 @@ class LocalDeployer:
             time.sleep(POLL_SECONDS)
         return True
 
+    def _probe_client(self) -> httpx.Client:
+        """One client for every health probe: building one costs ~40 ms of CPU (TLS context)."""
+        if self._probes is None:
+            self._probes = httpx.Client(timeout=HEALTH_TIMEOUT_SECONDS, trust_env=False)
+        return self._probes
+
     def _healthy(self, port: int) -> bool:
         url = f"http://{_url_host(_probe_host(self._host))}:{port}{HEALTH_PATH}"
         try:
-            response = httpx.get(url, timeout=HEALTH_TIMEOUT_SECONDS, trust_env=False)
+            response = self._probe_client().get(url)
         except httpx.HTTPError:
             return False
         return response.status_code == 200
