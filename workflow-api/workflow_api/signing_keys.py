@@ -1,7 +1,7 @@
-"""A signing key pair for development and tests: generate, publish as JWKS, mint tokens.
+"""An ES256 signing key: generate or load (persisted, mode 0600), publish as JWKS, mint tokens.
 
-In production the provisioner owns the signing key; this exists so the workflow-api can be run
-and tested on its own (`workflow-api dev`).
+The provisioner owns the key that signs every token (`provisioner.tokens`); tests use it to mint
+the tokens a workflow-api verifies. It lives here because both sides must agree on it.
 """
 
 from __future__ import annotations
