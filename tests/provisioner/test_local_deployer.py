@@ -374,48 +374,46 @@ def test_remove_stops_the_workflow_api_and_its_jobs_and_deletes_the_data_dir_onc
     assert not (root / CONSUMER_A.slug).exists()
 
 
+@pytest.fixture
+def stranger() -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any]]]:
+    """Someone else's process, and a `detail` naming its pid with another start time."""
+    process = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    recycled = {
+        "pid": process.pid,
+        "start_ticks": start_ticks(process.pid) + 1,
+        "port": 1,
+        "endpoint": "http://127.0.0.1:1",
+        "waiting_since": None,
+        "starts": 1,
+    }
+    yield process, recycled
+    process.kill()
+    process.wait()
+
+
 def test_remove_never_signals_a_process_that_recycled_the_pid(
-    make_deployer: Callable[..., LocalDeployer], root: Path
+    make_deployer: Callable[..., LocalDeployer],
+    root: Path,
+    stranger: tuple[subprocess.Popen[bytes], dict[str, Any]],
 ) -> None:
-    stranger = subprocess.Popen(["sleep", "30"], start_new_session=True)
-    try:
-        recycled = {
-            "pid": stranger.pid,
-            "start_ticks": start_ticks(stranger.pid) + 1,
-            "port": 1,
-            "endpoint": "http://127.0.0.1:1",
-            "waiting_since": None,
-            "starts": 1,
-        }
-        (root / CONSUMER_A.slug).mkdir(parents=True)
-        make_deployer(stop_timeout_seconds=0.5).remove(CONSUMER_A, recycled)
-        assert stranger.poll() is None
-        assert not (root / CONSUMER_A.slug).exists()
-    finally:
-        stranger.kill()
-        stranger.wait()
+    process, recycled = stranger
+    (root / CONSUMER_A.slug).mkdir(parents=True)
+    make_deployer(stop_timeout_seconds=0.5).remove(CONSUMER_A, recycled)
+    assert process.poll() is None
+    assert not (root / CONSUMER_A.slug).exists()
 
 
 def test_a_recycled_pid_in_detail_is_not_taken_for_the_workflow_api(
-    make_deployer: Callable[..., LocalDeployer], processes: Processes, sleeper_python: str
+    make_deployer: Callable[..., LocalDeployer],
+    processes: Processes,
+    sleeper_python: str,
+    stranger: tuple[subprocess.Popen[bytes], dict[str, Any]],
 ) -> None:
-    stranger = subprocess.Popen(["sleep", "30"], start_new_session=True)
-    try:
-        recycled = {
-            "pid": stranger.pid,
-            "start_ticks": start_ticks(stranger.pid) + 1,
-            "port": 1,
-            "endpoint": "http://127.0.0.1:1",
-            "waiting_since": None,
-            "starts": 1,
-        }
-        status = processes.track(make_deployer(python=sleeper_python).deploy(CONSUMER_A, recycled))
-        assert status.state == "starting"
-        assert status.detail["pid"] != stranger.pid
-        assert stranger.poll() is None
-    finally:
-        stranger.kill()
-        stranger.wait()
+    process, recycled = stranger
+    status = processes.track(make_deployer(python=sleeper_python).deploy(CONSUMER_A, recycled))
+    assert status.state == "starting"
+    assert status.detail["pid"] != process.pid
+    assert process.poll() is None
 
 
 def test_a_workflow_api_that_cannot_start_fails_with_its_log_tail(
