@@ -24,37 +24,12 @@ K8S_PATCH="$(echo "$K8S_VERSION" | cut -d. -f3)"
 STAGING_VERSION="v0.${K8S_MINOR}.${K8S_PATCH}"
 ROOT="$CACHE/v$K8S_VERSION"
 BIN="$ROOT/bin"
-mkdir -p "$BIN" "$ROOT/src" "$CACHE/go/mod" "$CACHE/go/build"
+mkdir -p "$ROOT/src"
 
-export GOMODCACHE="$CACHE/go/mod"
-export GOCACHE="$CACHE/go/build"
-export GOFLAGS="-p=$BUILD_JOBS -buildvcs=false -modcacherw"
-export GOTOOLCHAIN=local
-export CGO_ENABLED=0
-export GOWORK=off
-
-log() { printf '[build-kubernetes] %s\n' "$*" >&2; }
-
-# up_to_date NAME STAMP: the binary exists and was built with exactly this stamp.
-up_to_date() {
-  [ -x "$BIN/$1" ] && [ -f "$BIN/$1.stamp" ] && [ "$(cat "$BIN/$1.stamp")" = "$2" ]
-}
-
-# timed NAME STAMP COMMAND...: run the build command unless up to date, then write the stamp.
-timed() {
-  local name="$1" stamp="$2" start end
-  shift 2
-  if up_to_date "$name" "$stamp"; then
-    log "$name: up to date ($stamp)"
-    return 0
-  fi
-  log "$name: building ($stamp)"
-  start=$(date +%s)
-  "$@"
-  end=$(date +%s)
-  printf '%s\n' "$stamp" >"$BIN/$name.stamp"
-  log "$name: built in $((end - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-}
+GO_CACHE="$CACHE/go"
+LOG_PREFIX=build-kubernetes
+# shellcheck source=.ci/go-build.sh
+source "$(dirname "$0")/go-build.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Kubernetes: a wrapper module requiring k8s.io/kubernetes and replacing every staging module
