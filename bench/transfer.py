@@ -8,6 +8,8 @@
                   to a file; its sha256 is checked afterwards
     (d) memory    the server process's RSS (VmRSS, sampled every 50 ms) during (b) and (c):
                   peak - baseline
+    ceiling       the file read and hashed with sha256, nothing written: an upload must at least
+                  do this (it answers the digest), so upload/copy can never exceed sha256/copy
     reference     (b) and (c) again with curl (a C client, `-T` streams the file) when it is
                   installed: shows how much of (b) and (c) is the Python client's own cost
 
@@ -233,6 +235,7 @@ def one_round(
     target.unlink()
     phases["loop_copy"], _ = measure_phase(lambda: loop_copy(source, target))
     target.unlink()
+    phases["sha256"], _ = measure_phase(lambda: sha256_of(source))
 
     phases["upload"], document = measure_phase(lambda: upload(client, source, size))
     upload_id = check_upload(document)
@@ -251,6 +254,7 @@ def one_round(
 LABELS = {
     "copyfile": "copy (shutil.copyfile)",
     "loop_copy": "copy (1 MiB read/write loop)",
+    "sha256": "read + sha256 only (the floor of any upload that answers its sha256)",
     "upload": "upload (httpx, POST /uploads)",
     "download": "download (httpx, signed GET URL)",
     "curl_upload": "upload (curl, POST /uploads)",

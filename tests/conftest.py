@@ -1,1 +1,6 @@
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.s3", "tests.edc_standin.fixture"]
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.minio",
+    "tests.fixtures.s3",
+    "tests.edc_standin.fixture",
+]

@@ -1,7 +1,8 @@
 """The job manifest handed to the data-sidecar, and the report it returns.
 
-The manifest holds only signed URLs that expire (GET for inputs, PUT for outputs, log and report):
-no storage credential ever enters a job.
+The manifest holds only signed URLs that expire (GET for inputs, PUT for outputs, log, report and
+progress): no storage credential ever enters a job. Fields added later have defaults, so a manifest
+written by an older workflow-api still parses.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class JobManifest(_Wire):
     outputs: list[OutputTarget] = Field(default_factory=list)
     log_url: str
     report_url: str | None = Field(default=None, description="where push-out PUTs its report")
+    progress_url: str | None = Field(
+        default=None,
+        description="where `data-sidecar follow` PUTs the worker's latest progress line",
+    )
     archive_limits: ArchiveLimits = ArchiveLimits()
 
 

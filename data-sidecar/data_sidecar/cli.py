@@ -1,36 +1,52 @@
-"""`data-sidecar stage-in|push-out`: the sidecar as a command for job containers.
+"""`data-sidecar stage-in|push-out|follow`: the sidecar as a command for job containers.
+
+`follow` runs beside the worker (a Kubernetes native sidecar): it relays progress until SIGTERM
+(or SIGINT), then pushes out, as `push-out` does but without a log (see `data_sidecar.follow`).
+Once its signal handlers are installed it creates the `--ready-file`
+(`DATA_SIDECAR_READY_FILE`): a startup probe on that file keeps the worker from starting (and
+possibly ending) before a SIGTERM would be heard rather than kill the interpreter outright.
 
 Exit codes: 0 success (push-out: also when outputs are missing; the report says so), 1 a transfer
 failed, 2 the command line, manifest or environment is wrong. Errors are one line on stderr. The
 push-out report is written to stdout as JSON.
 
 Environment: `DATA_SIDECAR_MANIFEST` (instead of --manifest), `WORKFLOW_WORKSPACE` (instead of
---workspace), and the transfer policy: `DATA_SIDECAR_ATTEMPTS` (5), `DATA_SIDECAR_INITIAL_WAIT`
-(1 s), `DATA_SIDECAR_MAX_WAIT` (30 s), `DATA_SIDECAR_CONNECT_TIMEOUT` (10 s) and
-`DATA_SIDECAR_READ_TIMEOUT` (60 s).
+--workspace), `WORKFLOW_PROGRESS_FILE` (instead of --progress-file; default
+`<workspace>/.progress`), `DATA_SIDECAR_PROGRESS_INTERVAL` (2 s, how often `follow` looks at the
+progress file), and the transfer policy: `DATA_SIDECAR_ATTEMPTS` (5),
+`DATA_SIDECAR_INITIAL_WAIT` (1 s), `DATA_SIDECAR_MAX_WAIT` (30 s), `DATA_SIDECAR_CONNECT_TIMEOUT`
+(10 s) and `DATA_SIDECAR_READ_TIMEOUT` (60 s).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 
 from pydantic import ValidationError
 
 from data_sidecar.errors import ManifestError, SidecarError
-from data_sidecar.push_out import run_push_out
+from data_sidecar.follow import follow
+from data_sidecar.push_out import PushOutOutcome, run_push_out
 from data_sidecar.stage_in import stage_in
 from data_sidecar.transport import TransferPolicy
 from workflow_contracts.manifest import JobManifest
-from workflow_contracts.workspace import CONTAINER_WORKSPACE, WORKSPACE_ENV
+from workflow_contracts.workspace import CONTAINER_WORKSPACE, PROGRESS_FILE_ENV, WORKSPACE_ENV
 
 log = logging.getLogger("data_sidecar")
 
 MANIFEST_ENV = "DATA_SIDECAR_MANIFEST"
+PROGRESS_INTERVAL_ENV = "DATA_SIDECAR_PROGRESS_INTERVAL"
+READY_FILE_ENV = "DATA_SIDECAR_READY_FILE"
+DEFAULT_PROGRESS_FILE = ".progress"
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -44,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     stage = commands.add_parser("stage-in", help="download inputs into the workspace")
     push = commands.add_parser("push-out", help="upload outputs, log and report")
-    for command in (stage, push):
+    attend = commands.add_parser(
+        "follow", help="relay progress beside the worker; push out on SIGTERM"
+    )
+    for command in (stage, push, attend):
         command.add_argument(
             "--manifest", type=Path, help=f"job manifest JSON (default: ${MANIFEST_ENV})"
         )
@@ -54,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"job workspace (default: ${WORKSPACE_ENV} or {CONTAINER_WORKSPACE})",
         )
     push.add_argument("--log", type=Path, help="the job's log file, uploaded to the log URL")
+    attend.add_argument(
+        "--progress-file",
+        type=Path,
+        help=f"the worker's progress file (default: ${PROGRESS_FILE_ENV} or <workspace>/.progress)",
+    )
+    attend.add_argument(
+        "--ready-file",
+        type=Path,
+        help=f"created once SIGTERM is handled, for a startup probe (default: ${READY_FILE_ENV})",
+    )
     return parser
 
 
@@ -100,6 +129,24 @@ def main(argv: Sequence[str] | None = None, environment: Mapping[str, str] | Non
         return EXIT_USAGE
     if arguments.command == "stage-in":
         return _stage_in(manifest, workspace, policy)
+    if arguments.command == "follow":
+        progress_file = arguments.progress_file or Path(
+            environment.get(PROGRESS_FILE_ENV, str(workspace / DEFAULT_PROGRESS_FILE))
+        )
+        try:
+            interval = _positive_number(environment, PROGRESS_INTERVAL_ENV, 2.0)
+        except ValueError as error:
+            log.error("%s", _one_line(error))
+            return EXIT_USAGE
+        ready_file = arguments.ready_file or environment.get(READY_FILE_ENV)
+        return _follow(
+            manifest,
+            workspace,
+            progress_file,
+            Path(ready_file) if ready_file else None,
+            interval,
+            policy,
+        )
     return _push_out(manifest, workspace, arguments.log, policy)
 
 
@@ -120,6 +167,37 @@ def _push_out(
     except (SidecarError, OSError) as error:
         log.error("push-out of job %s failed: %s", manifest.job_id, _one_line(error))
         return EXIT_FAILURE
+    return _report(manifest, outcome)
+
+
+def _follow(
+    manifest: JobManifest,
+    workspace: Path,
+    progress_file: Path,
+    ready_file: Path | None,
+    interval: float,
+    policy: TransferPolicy,
+) -> int:
+    stop = threading.Event()
+
+    def on_signal(_number: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, on_signal)
+    if ready_file is not None:  # only now may the worker start: a SIGTERM will be heard
+        ready_file.parent.mkdir(parents=True, exist_ok=True)
+        ready_file.touch()
+    log.info("job %s: following the worker", manifest.job_id)
+    try:
+        outcome = follow(manifest, workspace, progress_file, stop, interval=interval, policy=policy)
+    except (SidecarError, OSError) as error:
+        log.error("push-out of job %s failed: %s", manifest.job_id, _one_line(error))
+        return EXIT_FAILURE
+    return _report(manifest, outcome)
+
+
+def _report(manifest: JobManifest, outcome: PushOutOutcome) -> int:
     sys.stdout.write(outcome.report.model_dump_json() + "\n")
     if not outcome.succeeded:
         log.error(
@@ -127,6 +205,16 @@ def _push_out(
         )
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _positive_number(environment: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        value = float(environment.get(name, default))
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from error
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0")
+    return value
 
 
 def _one_line(error: object) -> str:

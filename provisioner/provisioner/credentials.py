@@ -33,6 +33,12 @@ class CredentialSecrets:
         digest = hmac.new(self._key, f"credentials:{grant_id}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
+    def derive(self, purpose: str, length: int = 40) -> str:
+        """A secret for `purpose` (e.g. `"storage-user:<slug>"`): the same under the same key, so
+        it need not be stored, and independent of every other purpose's secret."""
+        digest = hmac.new(self._key, f"derived:{purpose}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()[:length]
+
     def issue(self, grant_id: str) -> str:
         return f"{grant_id}.{self._mac(grant_id)}"
 

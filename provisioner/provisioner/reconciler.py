@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from provisioner.db import Consumer, ConsumerState, Flavour, Grant, GrantState, as_utc, utcnow
-from provisioner.deployers.base import ConsumerSpec, Deployer
+from provisioner.deployers.base import ConsumerSpec, Deployer, admin_endpoint
 from provisioner.edc.callbacks import (
     CallbackClient,
     CallbackConflictError,
@@ -66,8 +66,13 @@ ENDED = {
 }
 
 
-def spec_of(consumer: Consumer) -> ConsumerSpec:
-    return ConsumerSpec(consumer.id, consumer.slug, workflow_api_audience(consumer.slug))
+def spec_of(consumer: Consumer, grants: tuple[str, ...] = ()) -> ConsumerSpec:
+    return ConsumerSpec(consumer.id, consumer.slug, workflow_api_audience(consumer.slug), grants)
+
+
+def api_endpoint(consumer: Consumer) -> str | None:
+    """Where the provisioner calls this consumer's workflow-api (see deployers/base.py)."""
+    return admin_endpoint(consumer.endpoint, consumer.detail)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -211,11 +216,12 @@ class Reconciler:
             if consumer.state is not ConsumerState.READY:
                 self._save(grant, GrantState.PROVISIONING, next_attempt_at=utcnow() + DEPLOY_POLL)
                 return
-        assert consumer.endpoint is not None
+        endpoint = api_endpoint(consumer)
+        assert endpoint is not None
         try:
             if not grant.granted_in_api:
                 self._apis.grant(
-                    consumer.endpoint,
+                    endpoint,
                     spec_of(consumer).token_audience,
                     grant.asset_id,
                     agreement_id=grant.agreement_id,
@@ -299,10 +305,10 @@ class Reconciler:
         try:
             ready = consumer is not None and consumer.state is ConsumerState.READY
             if grant.granted_in_api and ready and not self._asset_still_granted(grant):
-                assert consumer is not None and consumer.endpoint is not None
-                self._apis.revoke(
-                    consumer.endpoint, spec_of(consumer).token_audience, grant.asset_id
-                )
+                assert consumer is not None
+                endpoint = api_endpoint(consumer)
+                assert endpoint is not None
+                self._apis.revoke(endpoint, spec_of(consumer).token_audience, grant.asset_id)
             if not self._save(grant, GrantState.REVOKING, granted_in_api=False):
                 return
             if grant.deprovision_requested and not grant.deprovision_callback_done and consumer:
@@ -410,7 +416,8 @@ class Reconciler:
             return consumer
 
     def _deploy(self, consumer: Consumer) -> Consumer:
-        status = self._deployer.deploy(spec_of(consumer), dict(consumer.detail))
+        spec = spec_of(consumer, self._live_assets(consumer.id))
+        status = self._deployer.deploy(spec, dict(consumer.detail))
         state = ConsumerState.READY if status.state == "ready" else ConsumerState.DEPLOYING
         if state is not consumer.state:
             log.info("consumer %s is %s %s", consumer.id, state.value, status.endpoint or "")
@@ -424,6 +431,15 @@ class Reconciler:
             message=status.message,
             checked=utcnow(),
         )
+
+    def _live_assets(self, consumer_id: str) -> tuple[str, ...]:
+        with Session(self._engine) as session:
+            assets = session.exec(
+                select(Grant.asset_id)
+                .where(Grant.consumer_id == consumer_id, col(Grant.state).in_(LIVE))
+                .distinct()
+            ).all()
+        return tuple(sorted(assets))
 
     def _update_consumer(self, consumer: Consumer, **changes: Any) -> Consumer:
         with Session(self._engine) as session:
@@ -472,9 +488,10 @@ class Reconciler:
 
     def _tear_down(self, consumer: Consumer) -> None:
         spec = spec_of(consumer)
-        if consumer.endpoint and consumer.state is not ConsumerState.REMOVED:
+        endpoint = api_endpoint(consumer)
+        if endpoint and consumer.state is not ConsumerState.REMOVED:
             try:
-                self._apis.purge(consumer.endpoint, spec.token_audience)
+                self._apis.purge(endpoint, spec.token_audience)
             except WorkflowApiError as error:
                 log.warning(
                     "consumer %s: could not purge its data through its API: %s", consumer.id, error

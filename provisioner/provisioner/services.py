@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 
+from provisioner.consumer_storage import ConsumerStorage, NoConsumerStorage
 from provisioner.credentials import CredentialSecrets
 from provisioner.db import make_engine
 from provisioner.deployers.base import Deployer
@@ -44,7 +45,8 @@ class Services:
 
 
 def workflow_api_environment(settings: Settings) -> dict[str, str]:
-    """The WORKFLOW_API_* settings every consumer's workflow-api shares."""
+    """The WORKFLOW_API_* settings every consumer's workflow-api shares (its storage settings
+    are its own: `ConsumerStorage.ensure`)."""
     env = {
         "WORKFLOW_API_ASSETS_DIR": str(settings.assets_dir.resolve()),
         "WORKFLOW_API_TOKEN_ISSUER": settings.token_issuer,
@@ -54,26 +56,56 @@ def workflow_api_environment(settings: Settings) -> dict[str, str]:
     }
     if settings.storage_quota is not None:
         env["WORKFLOW_API_STORAGE_QUOTA"] = str(settings.storage_quota)
-    if settings.storage == "s3":
-        assert settings.s3_access_key is not None and settings.s3_secret_key is not None
-        env |= {
-            "WORKFLOW_API_S3_ENDPOINT": str(settings.s3_endpoint),
-            "WORKFLOW_API_S3_ACCESS_KEY": settings.s3_access_key.get_secret_value(),
-            "WORKFLOW_API_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
-            "WORKFLOW_API_S3_BUCKET": str(settings.s3_bucket),
-            "WORKFLOW_API_S3_SECURE": "true" if settings.s3_secure else "false",
-        }
     return env
 
 
-def _make_deployer(settings: Settings) -> Deployer:
+def make_consumer_storage(settings: Settings, secrets: CredentialSecrets) -> ConsumerStorage:
+    if settings.storage != "s3":
+        return NoConsumerStorage()
+    # Imported here: the minio client costs start-up time that filesystem storage does not need.
+    from provisioner.s3_storage import MinioUserStorage, SharedBucketStorage  # noqa: PLC0415
+
+    assert settings.s3_access_key is not None and settings.s3_secret_key is not None
+    assert settings.s3_endpoint is not None and settings.s3_bucket is not None
+    endpoint, secure = settings.s3_endpoint, settings.s3_secure
+    access_key = settings.s3_access_key.get_secret_value()
+    secret_key = settings.s3_secret_key.get_secret_value()
+    if settings.s3_isolation == "minio":
+        return MinioUserStorage(
+            endpoint=endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=secure,
+            bucket_stem=settings.s3_bucket,
+            secret_for=lambda slug: secrets.derive(f"storage-user:{slug}"),
+        )
+    return SharedBucketStorage(
+        endpoint=endpoint,
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=secure,
+        bucket=settings.s3_bucket,
+    )
+
+
+def _make_deployer(settings: Settings, storage: ConsumerStorage) -> Deployer:
+    def kubernetes() -> Deployer:
+        # Imported here: the kubernetes package is an optional dependency.
+        from provisioner.deployers.kubernetes_settings import (  # noqa: PLC0415
+            make_kubernetes_deployer,
+        )
+
+        return make_kubernetes_deployer(settings, workflow_api_environment(settings), storage)
+
     deployers: dict[str, Callable[[], Deployer]] = {
         "local": lambda: LocalDeployer(
             root=settings.data_dir / "consumers",
             workflow_api_env=workflow_api_environment(settings),
+            storage=storage,
             host=settings.local_host,
             public_host=settings.local_public_host,
         ),
+        "kubernetes": kubernetes,
     }
     return deployers[settings.deployer]()
 
@@ -117,17 +149,18 @@ def build_services(settings: Settings) -> Services:
         timeout_seconds=settings.edc_timeout_seconds,
     )
     workflow_apis = WorkflowApiClient(tokens)
+    secrets = CredentialSecrets.load_or_create(settings.data_dir / "credentials.key")
     handover = Handover(
         engine=engine,
         tokens=tokens,
-        secrets=CredentialSecrets.load_or_create(settings.data_dir / "credentials.key"),
+        secrets=secrets,
         base_url=settings.base_url,
         dataplane_address=settings.dataplane_address,
     )
     deadline = timedelta(seconds=settings.callback_deadline_seconds)
     reconciler = Reconciler(
         engine=engine,
-        deployer=_make_deployer(settings),
+        deployer=_make_deployer(settings, make_consumer_storage(settings, secrets)),
         workflow_apis=workflow_apis,
         callbacks=callbacks,
         build_callback=handover.callback,

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from provisioner.slugs import prefixed_label
 from workflow_api.settings import require_s3_settings
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "admin"}
@@ -19,6 +20,17 @@ def _check_secret(name: str, value: SecretStr | None, *, minimum: int) -> None:
     text = value.get_secret_value()
     if len(text) < minimum or text.lower() in PLACEHOLDER_SECRETS:
         raise ValueError(f"{name} must be a real secret of at least {minimum} characters")
+
+
+def _check_kubernetes_settings(settings: Settings) -> None:
+    try:  # the kubernetes package is an optional dependency: imported only when chosen
+        from provisioner.deployers.kubernetes_settings import check_settings  # noqa: PLC0415
+    except ImportError as error:
+        raise ValueError(
+            f"deployer 'kubernetes' needs the kubernetes package ({error});"
+            " install provisioner[kubernetes]"
+        ) from None
+    check_settings(settings)
 
 
 class Settings(BaseSettings):
@@ -52,7 +64,7 @@ class Settings(BaseSettings):
     )
 
     # consumers and tokens
-    deployer: Literal["local"] = "local"
+    deployer: Literal["local", "kubernetes"] = "local"
     admin_token: SecretStr = Field(description="bearer token of the /admin API")
     signing_key_file: Path | None = Field(default=None, description="PEM; generated when unset")
     token_issuer: str = "workflow-provisioner"  # noqa: S105 - a name, not a secret
@@ -70,8 +82,78 @@ class Settings(BaseSettings):
     s3_secret_key: SecretStr | None = None
     s3_bucket: str | None = None
     s3_secure: bool = True
+    s3_isolation: Literal["prefix", "minio"] = Field(
+        default="prefix",
+        description="prefix: one shared bucket and credentials, a prefix per consumer (any"
+        " workflow-api can reach every consumer's data); minio: a bucket and a MinIO user per"
+        " consumer (the S3 keys must be MinIO admin credentials; s3_bucket is the name stem)",
+    )
     max_running_jobs: int = Field(default=2, gt=0)
     storage_quota: int | None = Field(default=None, gt=0)
+
+    # the Kubernetes deployer (deployer = "kubernetes"); see deployers/kubernetes.py
+    kubernetes_kubeconfig: Path | None = Field(default=None, description="unset: in-cluster")
+    kubernetes_context: str | None = None
+    kubernetes_workflow_api_image: str | None = None
+    kubernetes_namespace_prefix: str = "wf-"
+    kubernetes_provisioner_namespace: str = "workflow-system"
+    kubernetes_runner_cluster_role: str = "workflow-api-runner"
+    kubernetes_provisioner_url: AnyHttpUrl | None = Field(
+        default=None, description="where pods reach the provisioner (JWKS); default public_url"
+    )
+    kubernetes_assets_dir: str = Field(
+        default="/assets", description="the asset catalog inside the workflow-api image"
+    )
+    kubernetes_sidecar_image: str | None = Field(
+        default=None,
+        description="the data-sidecar image; when set, workflow-apis run jobs as Kubernetes Jobs",
+    )
+    kubernetes_workflow_api_env: dict[str, str] = Field(
+        default_factory=dict, description="more WORKFLOW_API_* settings for every pod (JSON)"
+    )
+    kubernetes_ingress_domain: str | None = Field(
+        default=None, description="path routing: the public host; host routing: <slug>.<this>"
+    )
+    kubernetes_ingress_routing: Literal["path", "host"] = "path"
+    kubernetes_ingress_path_prefix: str = "/consumers"
+    kubernetes_ingress_namespace: str = "ingress-nginx"
+    kubernetes_ingress_class: str | None = None
+    kubernetes_ingress_tls_secret: str | None = None
+    kubernetes_ingress_annotations: dict[str, str] = Field(default_factory=dict)
+    kubernetes_public_scheme: Literal["https", "http"] = "https"
+    kubernetes_public_port: int | None = Field(
+        default=None,
+        gt=0,
+        lt=65536,
+        description="the port in the consumers' public URLs, when the ingress controller does not"
+        " listen on the scheme's default port (e.g. a NodePort)",
+    )
+    kubernetes_reach_workflow_api: Literal["service", "public-url"] = Field(
+        default="service",
+        description="how the provisioner calls a workflow-api's admin API: its Service (the"
+        " provisioner runs in the cluster) or its public URL",
+    )
+    kubernetes_quota_cpu: str = "4"
+    kubernetes_quota_memory: str = "8Gi"
+    kubernetes_quota_gpu: int = Field(default=0, ge=0)
+    kubernetes_quota_max_jobs: int = Field(default=20, ge=1)
+    kubernetes_quota_max_pods: int = Field(default=20, ge=2)
+    kubernetes_api_cpu_request: str = "100m"
+    kubernetes_api_memory_request: str = "256Mi"
+    kubernetes_api_cpu_limit: str = "1"
+    kubernetes_api_memory_limit: str = "1Gi"
+    kubernetes_data_volume_size: str = "10Gi"
+    kubernetes_data_storage_class: str | None = None
+    kubernetes_storage_egress_cidrs: list[str] = Field(default_factory=list)
+    kubernetes_storage_port: int | None = Field(
+        default=None, gt=0, lt=65536, description="default: the port of s3_endpoint, else 443"
+    )
+    kubernetes_readiness_timeout_seconds: float = Field(default=300.0, gt=0)
+    kubernetes_removal_timeout_seconds: float = Field(default=120.0, gt=0)
+    kubernetes_resync_seconds: float = Field(
+        default=60.0, ge=0, description="how often every object of a consumer is checked"
+    )
+    kubernetes_request_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("admin_token")
     @classmethod
@@ -85,6 +167,16 @@ class Settings(BaseSettings):
         require_s3_settings(self, "PROVISIONER_")
         if not self.assets_dir.is_dir():
             raise ValueError(f"PROVISIONER_ASSETS_DIR {self.assets_dir} is not a directory")
+        if self.s3_isolation == "minio" and self.storage == "s3" and self.s3_bucket:
+            try:
+                prefixed_label(f"{self.s3_bucket}-", "consumer-00000000")
+            except ValueError:
+                raise ValueError(
+                    "with PROVISIONER_S3_ISOLATION=minio, PROVISIONER_S3_BUCKET is the stem of"
+                    " each consumer's bucket: lowercase letters, digits and '-' only"
+                ) from None
+        if self.deployer == "kubernetes":
+            _check_kubernetes_settings(self)
         return self
 
     @property

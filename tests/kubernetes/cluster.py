@@ -3,8 +3,9 @@
 The control plane is real — etcd, kube-apiserver (authn, RBAC, admission, validation),
 kube-controller-manager (Deployments, ReplicaSets, Jobs, GC, namespace deletion) and
 kube-scheduler — built from the Go module proxy by `.ci/build-kubernetes.sh`. Only the nodes are
-fake: the kwok controller plays the kubelet, marks pods Running/Ready and moves pods owned by a
-Job to Succeeded (its default "fast" pod stages), without running any container.
+fake: the kwok controller plays the kubelet of the nodes `kwokctl scale node` adds, marks pods
+Running/Ready and moves pods owned by a Job to Succeeded (its default "fast" pod stages), without
+running any container. Other nodes are left alone (see `_KWOKCTL_CONFIG`).
 
 Nothing is downloaded: every binary comes from `<cache_dir>/bin`. Every component listens on
 127.0.0.1 on random ports, and kwokctl keeps its state in a private directory (`KWOK_WORKDIR`),
@@ -36,11 +37,22 @@ BINARIES = (
     "kwok",
     "kwokctl",
 )
+# The kwok controller manages only the nodes `kwokctl scale node` makes (they carry this
+# annotation), not every node: a test may then register a node of its own and play its kubelet
+# (`fake_kubelet.py`).
 _KWOKCTL_CONFIG = """\
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 options:
   bindAddress: 127.0.0.1
+componentsPatches:
+- name: kwok-controller
+  extraArgs:
+  - key: manage-all-nodes
+    value: "false"
+    override: true
+  - key: manage-nodes-with-annotation-selector
+    value: kwok.x-k8s.io/node=fake
 """
 _CREATE_TIMEOUT_SECONDS = 240
 _READY_TIMEOUT_SECONDS = 120

@@ -22,6 +22,7 @@ from provisioner.deployers.kubernetes_objects import (
     Resources,
     consumer_namespace,
 )
+from provisioner.deployers.kubernetes_rbac import make_runner_cluster_role
 from provisioner.slugs import consumer_slug
 
 OLDEST_VERSION = "1.28.0"
@@ -235,9 +236,9 @@ def test_ports_are_in_range_and_named_ports_resolve(variant: str) -> None:
 # --- RBAC, security, network ----------------------------------------------------------------------
 
 
-def test_role_is_namespaced_least_privilege() -> None:
+def test_the_workflow_api_gets_the_runner_rules_in_its_namespace_only() -> None:
     spec = make_spec()
-    role = one(spec, "Role")
+    runner = as_dict(make_runner_cluster_role())
     allowed = {
         ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
         ("", "pods"): {"get", "list", "watch", "delete"},
@@ -246,22 +247,24 @@ def test_role_is_namespaced_least_privilege() -> None:
         ("", "events"): {"get", "list", "watch"},
     }
     granted: dict[tuple[str, str], set[str]] = {}
-    for rule in role["rules"]:
+    for rule in runner["rules"]:
         assert "nonResourceURLs" not in rule
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 assert "*" not in (group, resource, *rule["verbs"])
                 granted.setdefault((group, resource), set()).update(rule["verbs"])
     assert granted == allowed
+    # No cluster-wide grant among the consumer's objects: a RoleBinding, in its namespace
     assert all(
-        document["kind"] not in {"ClusterRole", "ClusterRoleBinding"}
+        document["kind"] not in {"Role", "ClusterRole", "ClusterRoleBinding"}
         for document in documents(spec)
     )
     binding = one(spec, "RoleBinding")
+    assert binding["metadata"]["namespace"] == spec.namespace
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "Role",
-        "name": role["metadata"]["name"],
+        "kind": "ClusterRole",
+        "name": runner["metadata"]["name"],
     }
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "workflow-api", "namespace": spec.namespace}
@@ -464,11 +467,11 @@ def test_apply_order_puts_what_admission_needs_before_the_pod() -> None:
         "RoleBinding",
     } <= before_deployment
     assert {"Secret", "PersistentVolumeClaim"} <= before_deployment
-    assert kinds.index("Role") < kinds.index("RoleBinding")
+    assert kinds.index("ServiceAccount") < kinds.index("RoleBinding")
     names = [
         (document["kind"], document["metadata"]["name"]) for document in documents(make_spec())
     ]
-    assert len(names) == len(set(names)) == 15
+    assert len(names) == len(set(names)) == 14
 
 
 def test_same_spec_gives_identical_output() -> None:

@@ -188,11 +188,7 @@ def consumer_client(status: DeploymentStatus, key: SigningKey, spec: ConsumerSpe
 
 
 def test_environment_is_minimal_base_common_settings_and_the_consumers_own(tmp_path: Path) -> None:
-    common = {
-        "WORKFLOW_API_STORAGE": "s3",
-        "WORKFLOW_API_S3_PREFIX": "workflows/",
-        "WORKFLOW_API_TOKEN_ISSUER": ISSUER,
-    }
+    common = {"WORKFLOW_API_STORAGE": "s3", "WORKFLOW_API_TOKEN_ISSUER": ISSUER}
     environment = consumer_environment(
         common,
         CONSUMER_A,
@@ -200,6 +196,7 @@ def test_environment_is_minimal_base_common_settings_and_the_consumers_own(tmp_p
         public_url="http://api.example:8123",
         python="/opt/venv/bin/python",
         inherited={"PATH": "/usr/bin", "HOME": "/home/p", "SECRET_OF_PROVISIONER": "x"},
+        storage={"WORKFLOW_API_S3_BUCKET": "wf-consumer-a-1f2e", "WORKFLOW_API_S3_PREFIX": ""},
     )
     assert environment["PATH"] == "/opt/venv/bin:/usr/bin"
     assert "SECRET_OF_PROVISIONER" not in environment
@@ -208,19 +205,27 @@ def test_environment_is_minimal_base_common_settings_and_the_consumers_own(tmp_p
     assert environment["WORKFLOW_API_PUBLIC_URL"] == "http://api.example:8123"
     assert environment["WORKFLOW_API_TOKEN_AUDIENCE"] == "workflow-api/consumer-a"
     assert environment["WORKFLOW_API_TOKEN_ISSUER"] == ISSUER
-    assert environment["WORKFLOW_API_S3_PREFIX"] == "workflows/consumer-a-1f2e/"
+    assert environment["WORKFLOW_API_S3_BUCKET"] == "wf-consumer-a-1f2e"  # its own storage
 
 
-def test_s3_prefix_is_the_slug_when_no_common_prefix_is_set(tmp_path: Path) -> None:
-    environment = consumer_environment(
-        {"WORKFLOW_API_STORAGE": "s3"},
-        CONSUMER_A,
-        data_dir=tmp_path,
-        public_url="http://127.0.0.1:1",
-        python="/usr/bin/python3",
-        inherited={},
-    )
-    assert environment["WORKFLOW_API_S3_PREFIX"] == "consumer-a-1f2e/"
+def test_storage_settings_come_from_the_consumer_storage(
+    make_deployer: Callable[..., LocalDeployer], root: Path
+) -> None:
+    """`ensure` when it starts, `remove` when removed (the S3 kinds: test_consumer_storage)."""
+    calls: list[tuple[str, str]] = []
+
+    class Recording:
+        def ensure(self, spec: ConsumerSpec) -> dict[str, str]:
+            calls.append(("ensure", spec.slug))
+            return {}
+
+        def remove(self, spec: ConsumerSpec) -> None:
+            calls.append(("remove", spec.slug))
+
+    deployer = make_deployer(storage=Recording(), python="/nonexistent/python")
+    assert deployer.deploy(CONSUMER_A, {}).state == "failed"  # no python: but storage came first
+    deployer.remove(CONSUMER_A, {})
+    assert calls == [("ensure", CONSUMER_A.slug), ("remove", CONSUMER_A.slug)]
 
 
 def test_per_consumer_settings_in_the_common_environment_are_refused(root: Path) -> None:

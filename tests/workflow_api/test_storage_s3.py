@@ -1,14 +1,15 @@
-"""The S3 store against a real S3 API (moto's threaded server) through the minio client.
+"""The S3 store against a real S3 server (MinIO, built by .ci/build-tools.sh; moto when it is
+missing outside CI) through the minio client.
 
-moto does not check signatures, credentials or the expiry of presigned URLs, so these tests show
-that presigned URLs work for the right object and method, not that a tampered or expired one is
-refused; that needs a real MinIO server.
+The refusals (tampered, expired, other object, wrong credentials) need a server that checks
+signatures: they ask for `s3_checks_signatures` and are skipped on moto.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from minio import Minio
+from minio.error import S3Error
 
 from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 from workflow_api.storage.base import InvalidKeyError
@@ -216,3 +218,50 @@ def test_the_client_has_timeouts_and_bounded_retries(s3_endpoint: str) -> None:
     # The URL form of the endpoint chose plain HTTP, and the client works.
     S3Store(client, "timeouts-check").prepare()
     assert client.bucket_exists("timeouts-check")
+
+
+def _status_of(method: str, url: str, content: bytes | None = None) -> int:
+    return httpx.request(method, url, content=content, timeout=30).status_code
+
+
+@pytest.mark.usefixtures("s3_checks_signatures")
+def test_a_tampered_presigned_url_is_refused(store: S3Store, tmp_path: Path) -> None:
+    store.put_file("jobs/j/outputs/a", _source(tmp_path, b"secret of a"))
+    store.put_file("jobs/j/outputs/b", _source(tmp_path, b"secret of b"))
+    url = store.signed_url("GET", "jobs/j/outputs/a", TTL)
+    assert _status_of("GET", url) == 200
+    assert _status_of("GET", url.replace("/outputs/a?", "/outputs/b?")) == 403  # other object
+    signature = url.rsplit("X-Amz-Signature=", 1)[1][:64]
+    forged = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+    assert _status_of("GET", url.replace(signature, forged)) == 403
+    longer = url.replace("X-Amz-Expires=300", "X-Amz-Expires=3000")
+    assert longer != url and _status_of("GET", longer) == 403  # the expiry is signed too
+
+
+@pytest.mark.usefixtures("s3_checks_signatures")
+def test_a_presigned_get_url_does_not_allow_a_put(store: S3Store, tmp_path: Path) -> None:
+    store.put_file("jobs/j/outputs/a", _source(tmp_path, b"original"))
+    url = store.signed_url("GET", "jobs/j/outputs/a", TTL)
+    assert _status_of("PUT", url, b"overwritten") == 403
+    assert _sha256_of_download(url) == hashlib.sha256(b"original").hexdigest()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("s3_checks_signatures")
+def test_an_expired_presigned_url_is_refused(store: S3Store, tmp_path: Path) -> None:
+    store.put_file("jobs/j/outputs/a", _source(tmp_path, b"short-lived"))
+    get_url = store.signed_url("GET", "jobs/j/outputs/a", timedelta(seconds=1))
+    put_url = store.signed_url("PUT", "jobs/j/outputs/late", timedelta(seconds=1))
+    assert _status_of("GET", get_url) == 200
+    time.sleep(2.5)
+    assert _status_of("GET", get_url) == 403
+    assert _status_of("PUT", put_url, b"too late") == 403
+    assert store.size("jobs/j/outputs/late") is None
+
+
+@pytest.mark.usefixtures("s3_checks_signatures")
+def test_wrong_credentials_are_refused(s3_endpoint: str, s3_bucket_name: str) -> None:
+    intruder = make_s3_client(s3_endpoint, S3_ACCESS_KEY, "not-the-secret-key", secure=False)
+    with pytest.raises(S3Error) as refused:
+        S3Store(intruder, s3_bucket_name).prepare()
+    assert refused.value.code == "SignatureDoesNotMatch"

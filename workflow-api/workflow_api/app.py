@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from workflow_api.errors import install_error_handlers
 from workflow_api.routes import admin, jobs, landing, processes, storage, uploads
@@ -35,7 +37,29 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
+    app.add_middleware(PublicPath, path=urlsplit(settings.base_url).path)
     install_error_handlers(app)
     for module in (landing, processes, jobs, uploads, admin, storage):
         app.include_router(module.router)
     return app
+
+
+class PublicPath:
+    """Serve the routes under the public URL's path too.
+
+    Behind an ingress that routes `<host>/consumers/<slug>/...` here without rewriting the path,
+    requests arrive under the public URL's path; as the ASGI root path, it is stripped before
+    routing, so they match the same routes as requests to `/...` (the provisioner's, through the
+    Service). Links are made from the public URL either way.
+    """
+
+    def __init__(self, app: ASGIApp, path: str) -> None:
+        self._app = app
+        self._path = path.rstrip("/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._path and scope["type"] in ("http", "websocket"):
+            path: str = scope["path"]
+            if path == self._path or path.startswith(f"{self._path}/"):
+                scope = {**scope, "root_path": scope.get("root_path", "") + self._path}
+        await self._app(scope, receive, send)

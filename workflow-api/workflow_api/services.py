@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -38,15 +39,56 @@ class Services:
     verifier: TokenVerifier
 
 
-def _make_runner(settings: Settings) -> JobRunner:
-    runners = {
+def _make_runner(settings: Settings, store: ObjectStore) -> JobRunner:
+    runners: dict[str, Callable[[], JobRunner]] = {
         "local": lambda: LocalJobRunner(
             settings.data_dir / "workspaces",
             grace_seconds=settings.dismiss_grace_seconds,
             poll_seconds=settings.progress_poll_seconds,
         ),
+        "kubernetes": lambda: _make_kubernetes_runner(settings, store),
     }
     return runners[settings.runner]()
+
+
+def _make_kubernetes_runner(settings: Settings, store: ObjectStore) -> JobRunner:
+    """Imported here: the `kubernetes` client is an optional dependency of this runner only."""
+    from workflow_api.execution.kubernetes_api import (  # noqa: PLC0415
+        ClusterApi,
+        connect,
+        default_namespace,
+    )
+    from workflow_api.execution.kubernetes_objects import JobTemplate, Toleration  # noqa: PLC0415
+    from workflow_api.execution.kubernetes_runner import KubernetesJobRunner  # noqa: PLC0415
+
+    assert settings.kubernetes_sidecar_image is not None  # checked by Settings
+    template = JobTemplate(
+        sidecar_image=settings.kubernetes_sidecar_image,
+        service_account=settings.kubernetes_job_service_account,
+        ttl_seconds_after_finished=settings.kubernetes_ttl_seconds_after_finished,
+        node_selector=dict(settings.kubernetes_node_selector),
+        tolerations=tuple(
+            Toleration(**item.model_dump()) for item in settings.kubernetes_tolerations
+        ),
+        image_pull_policy=settings.kubernetes_image_pull_policy,
+        push_out_grace_seconds=settings.kubernetes_push_out_grace_seconds,
+        user_id=settings.kubernetes_job_user_id,
+        sidecar_cpu=settings.kubernetes_sidecar_cpu,
+        sidecar_memory=settings.kubernetes_sidecar_memory,
+    )
+    api = ClusterApi(
+        connect(settings.kubernetes_kubeconfig),
+        settings.kubernetes_namespace or default_namespace(),
+        settings.kubernetes_request_timeout_seconds,
+    )
+    return KubernetesJobRunner(
+        api,
+        store,
+        template,
+        log_dir=settings.data_dir / "job-logs",
+        poll_seconds=settings.kubernetes_poll_seconds,
+        dismiss_grace_seconds=settings.dismiss_grace_seconds,
+    )
 
 
 def build_services(settings: Settings) -> Services:
@@ -90,11 +132,12 @@ def build_services(settings: Settings) -> Services:
         engine=engine,
         catalog=catalog.get,
         store=store,
-        runner=_make_runner(settings),
+        runner=_make_runner(settings, store),
         notifier=notifier,
         base_url=settings.base_url,
         max_running=settings.max_running_jobs,
         signed_url_ttl=ttl,
+        signed_url_margin=timedelta(seconds=settings.kubernetes_push_out_grace_seconds + 900),
         archive_limits=ArchiveLimits(
             max_total_size=settings.archive_max_total_size,
             max_files=settings.archive_max_files,

@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024**2
@@ -31,6 +39,18 @@ def require_s3_settings(settings: BaseSettings, prefix: str) -> None:
     if missing:
         names = ", ".join(f"{prefix}{name.upper()}" for name in missing)
         raise ValueError(f"storage 's3' needs {names}")
+
+
+class Toleration(BaseModel):
+    """One pod toleration, spelled as in a Kubernetes manifest (JSON in the environment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, alias="tolerationSeconds")
 
 
 class Settings(BaseSettings):
@@ -73,9 +93,33 @@ class Settings(BaseSettings):
     archive_max_files: int = Field(default=100_000, gt=0)
 
     # execution
-    runner: Literal["local"] = "local"
+    runner: Literal["local", "kubernetes"] = "local"
     progress_poll_seconds: float = Field(default=0.5, gt=0)
     dismiss_grace_seconds: float = Field(default=5.0, ge=0)
+
+    # kubernetes runner (one batch/v1 Job per job, in this consumer's namespace)
+    kubernetes_namespace: str | None = Field(
+        default=None, description="default: the namespace of this pod's service account"
+    )
+    kubernetes_kubeconfig: Path | None = Field(
+        default=None, description="default: the in-cluster service account configuration"
+    )
+    kubernetes_sidecar_image: str | None = Field(
+        default=None, description="image with the data-sidecar; required by this runner"
+    )
+    kubernetes_job_service_account: str = "workflow-job"
+    kubernetes_ttl_seconds_after_finished: int = Field(default=3600, ge=0)
+    kubernetes_node_selector: dict[str, str] = Field(default_factory=dict)
+    kubernetes_tolerations: list[Toleration] = Field(default_factory=list)
+    kubernetes_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    kubernetes_poll_seconds: float = Field(default=2.0, gt=0)
+    kubernetes_request_timeout_seconds: float = Field(default=15.0, gt=0)
+    kubernetes_push_out_grace_seconds: int = Field(
+        default=300, ge=10, description="terminationGracePeriodSeconds: time left for push-out"
+    )
+    kubernetes_job_user_id: int = Field(default=10001, ge=1)
+    kubernetes_sidecar_cpu: str = "250m"
+    kubernetes_sidecar_memory: str = "256Mi"
     subscriber_timeout_seconds: float = Field(default=10.0, gt=0)
     subscriber_attempts: int = Field(default=5, gt=0)
 
@@ -87,6 +131,8 @@ class Settings(BaseSettings):
         if key is not None and len(key.get_secret_value()) < 32:
             raise ValueError("WORKFLOW_API_STORAGE_SIGNING_KEY must be at least 32 characters")
         require_s3_settings(self, "WORKFLOW_API_")
+        if self.runner == "kubernetes" and not self.kubernetes_sidecar_image:
+            raise ValueError("runner 'kubernetes' needs WORKFLOW_API_KUBERNETES_SIDECAR_IMAGE")
         return self
 
     @property

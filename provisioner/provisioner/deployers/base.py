@@ -7,10 +7,15 @@ own bookkeeping (ports, process ids, object names): the caller persists what `de
 hands it back on the next call, including after a provisioner restart. A `failed` answer is
 retried by calling `deploy` again; a `ready` deployment may go back to `starting` (restarted or
 unhealthy). All calls come from the reconciler's one thread.
+
+`endpoint` is what the consumer is given. Where the provisioner itself reaches the workflow-api
+may differ (Kubernetes: its Service inside the cluster, not the Ingress): a deployer then puts it
+in `detail` under `admin_endpoint`, and the provisioner's calls use `admin_endpoint(...)`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -22,6 +27,7 @@ class ConsumerSpec:
     consumer_id: str
     slug: str  # DNS-label-safe, unique per consumer, derived from the id
     token_audience: str
+    grants: tuple[str, ...] = ()  # asset ids of its live grants; a deployer may show them
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,12 @@ class DeploymentStatus:
     endpoint: str | None  # the workflow-api's base URL, once known
     detail: dict[str, Any] = field(default_factory=dict)
     message: str = ""
+
+
+def admin_endpoint(endpoint: str | None, detail: Mapping[str, Any]) -> str | None:
+    """Where the provisioner calls the workflow-api's admin API (see the module docstring)."""
+    internal = detail.get("admin_endpoint")
+    return internal if isinstance(internal, str) and internal else endpoint
 
 
 class Deployer(Protocol):

@@ -4,7 +4,7 @@ Each consumer has a namespace of its own, named from its slug; inside it the obj
 fixed (`workflow-api`, `workflow-api-config`, ...), so every name is deterministic and deleting
 the namespace collects everything. `make_consumer_objects` lists the objects in apply order: the
 namespace, then what admission needs before the first pod (quota, limit range, network policies),
-then RBAC, configuration, storage, the workload and its route.
+then the accounts and their binding, configuration, storage, the workload and its route.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,11 +19,18 @@ from typing import Any
 from kubernetes import client
 from kubernetes.utils import parse_quantity
 
-DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
-API_NAME = "workflow-api"  # Deployment, Service, ServiceAccount, Role, RoleBinding, Ingress
+from provisioner.slugs import DNS_LABEL, prefixed_label
+
+# What the job runner puts on its job pods and runs them as: one definition for both sides.
+from workflow_contracts.kubernetes_names import (
+    JOB_LABEL_KEY,
+    JOB_LABEL_VALUE,
+    JOB_SERVICE_ACCOUNT_NAME,
+)
+
+API_NAME = "workflow-api"  # Deployment, Service, ServiceAccount, RoleBinding, Ingress
 CONFIG_SECRET_NAME = "workflow-api-config"  # noqa: S105 - a name, not a secret
 DATA_CLAIM_NAME = "workflow-api-data"
-JOB_SERVICE_ACCOUNT_NAME = "workflow-job"
 QUOTA_NAME = "consumer-quota"
 LIMIT_RANGE_NAME = "container-defaults"
 API_PORT = 8080
@@ -32,8 +38,6 @@ SERVICE_PORT = 80
 USER_ID = 10001
 DATA_DIR = "/data"
 HEALTH_PATH = "/conformance"
-JOB_LABEL_KEY = "workflow.middle-layer/role"  # the job runner puts it, valued "job", on job pods
-JOB_LABEL_VALUE = "job"
 CONSUMER_ID_ANNOTATION = "workflow.middle-layer/consumer-id"
 GRANTS_ANNOTATION = "workflow.middle-layer/grants"
 CONFIG_HASH_ANNOTATION = "workflow.middle-layer/config-hash"  # a changed Secret rolls the pod
@@ -43,7 +47,10 @@ IDENTITY_SETTINGS = frozenset(
     f"WORKFLOW_API_{name}" for name in ("CONSUMER_ID", "DATA_DIR", "PUBLIC_URL", "TOKEN_AUDIENCE")
 )
 
-# Least privilege for the workflow-api's job runner, in its own namespace only.
+# Least privilege for the workflow-api's job runner, in its own namespace only: the rules of the
+# ClusterRole `RUNNER_CLUSTER_ROLE` (installed with the provisioner, see kubernetes_rbac), which
+# each consumer's RoleBinding grants in that consumer's namespace alone.
+RUNNER_CLUSTER_ROLE = "workflow-api-runner"
 ROLE_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     # One Job per OGC job: started, followed to its end, deleted on dismissal and cleanup.
     ("batch", "jobs", ("create", "get", "list", "watch", "delete")),
@@ -112,6 +119,7 @@ class ConsumerDeploymentSpec:
     api_resources: Resources = Resources()
     data_volume_size: str = "10Gi"
     data_storage_class: str | None = None  # None: the cluster's default class
+    runner_cluster_role: str = RUNNER_CLUSTER_ROLE  # what the workflow-api's RoleBinding grants
 
     def __post_init__(self) -> None:
         for name in (self.slug, self.namespace, self.provisioner_namespace, self.ingress_namespace):
@@ -161,19 +169,17 @@ class ConsumerDeploymentSpec:
         return dict(sorted({**self.settings, **identity}.items()))
 
     def internal_url(self) -> str:
-        """Where the provisioner reaches this workflow-api inside the cluster."""
-        return f"http://{API_NAME}.{self.namespace}.svc"
+        return internal_url(self.namespace)
+
+
+def internal_url(namespace: str) -> str:
+    """Where the provisioner reaches a consumer's workflow-api inside the cluster."""
+    return f"http://{API_NAME}.{namespace}.svc"
 
 
 def consumer_namespace(slug: str, prefix: str = "wf-") -> str:
     """`prefix + slug`, or when that exceeds 63 characters a shortened slug plus a hash of it."""
-    name = f"{prefix}{slug}"
-    if len(name) > 63:
-        digest = hashlib.sha256(slug.encode()).hexdigest()[:8]
-        name = f"{prefix}{slug[: 63 - len(prefix) - 9].rstrip('-')}-{digest}"
-    if not DNS_LABEL.fullmatch(name):
-        raise ValueError(f"{name!r} is not a DNS label")
-    return name
+    return prefixed_label(prefix, slug)
 
 
 def _object(
@@ -230,18 +236,13 @@ def make_job_service_account(spec: ConsumerDeploymentSpec) -> client.V1ServiceAc
     )
 
 
-def make_role(spec: ConsumerDeploymentSpec) -> client.V1Role:
-    rules = [
-        client.V1PolicyRule(api_groups=[group], resources=[resource], verbs=list(verbs))
-        for group, resource, verbs in ROLE_RULES
-    ]
-    return _object(client.V1Role, "rbac.authorization.k8s.io/v1", spec, API_NAME, rules=rules)
-
-
 def make_role_binding(spec: ConsumerDeploymentSpec) -> client.V1RoleBinding:
+    """ROLE_RULES for the workflow-api's ServiceAccount, in this namespace only. A RoleBinding to
+    a ClusterRole rather than a Role per namespace: creating that Role would need the provisioner
+    to hold every rule itself, or `escalate` (see kubernetes_rbac)."""
     group = "rbac.authorization.k8s.io"
     subject = client.RbacV1Subject(kind="ServiceAccount", name=API_NAME, namespace=spec.namespace)
-    role = client.V1RoleRef(api_group=group, kind="Role", name=API_NAME)
+    role = client.V1RoleRef(api_group=group, kind="ClusterRole", name=spec.runner_cluster_role)
     return _object(
         client.V1RoleBinding, f"{group}/v1", spec, API_NAME, role_ref=role, subjects=[subject]
     )
@@ -458,7 +459,6 @@ def make_consumer_objects(spec: ConsumerDeploymentSpec) -> list[object]:
         *make_network_policies(spec),
         make_service_account(spec),
         make_job_service_account(spec),
-        make_role(spec),
         make_role_binding(spec),
         make_config_secret(spec),
         make_data_volume_claim(spec),

@@ -37,6 +37,7 @@ from typing import Any, TypeGuard
 
 import httpx
 
+from provisioner.consumer_storage import ConsumerStorage, ConsumerStorageError, NoConsumerStorage
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
 from workflow_api.processes import ProcessIdentity, child_groups, process_stat, signal_group
 
@@ -119,22 +120,22 @@ def consumer_environment(
     public_url: str,
     python: str,
     inherited: Mapping[str, str],
+    storage: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """A minimal base, the settings every workflow-api shares, then this consumer's own."""
+    """A minimal base, the settings every workflow-api shares, then this consumer's own (its
+    storage settings from `ConsumerStorage.ensure`, its identity)."""
     path = os.pathsep.join([str(Path(python).parent), inherited.get("PATH", os.defpath)])
     environment = {
         "PATH": path,
         "HOME": inherited.get("HOME", str(data_dir)),
         "LANG": inherited.get("LANG", "C.UTF-8"),
         **common,
+        **(storage or {}),
         "WORKFLOW_API_CONSUMER_ID": spec.consumer_id,
         "WORKFLOW_API_DATA_DIR": str(data_dir),
         "WORKFLOW_API_PUBLIC_URL": public_url,
         "WORKFLOW_API_TOKEN_AUDIENCE": spec.token_audience,
     }
-    if common.get("WORKFLOW_API_STORAGE") == "s3":
-        base = common.get("WORKFLOW_API_S3_PREFIX", "").strip("/")
-        environment["WORKFLOW_API_S3_PREFIX"] = f"{base}/{spec.slug}/" if base else f"{spec.slug}/"
     return environment
 
 
@@ -146,6 +147,7 @@ class LocalDeployer:
         *,
         root: Path,
         workflow_api_env: Mapping[str, str],
+        storage: ConsumerStorage | None = None,
         host: str = "127.0.0.1",
         public_host: str | None = None,
         start_timeout_seconds: float = 30.0,
@@ -157,6 +159,7 @@ class LocalDeployer:
             raise ValueError(f"set per consumer, not in workflow_api_env: {', '.join(clashing)}")
         self._root = root
         self._common = dict(workflow_api_env)
+        self._storage = storage or NoConsumerStorage()
         self._host = host
         self._public_host = public_host or host
         self._start_timeout = start_timeout_seconds
@@ -273,10 +276,11 @@ class LocalDeployer:
             self._stop(spec, identity)
         if data_dir.exists():
             shutil.rmtree(data_dir)
+        self._storage.remove(spec)
         with self._lock:
             self._ports.pop(spec.slug, None)
         self._starting.discard(spec.slug)
-        log.info("consumer %s: workflow-api removed, %s deleted", spec.consumer_id, data_dir)
+        log.info("consumer %s: workflow-api, %s and storage removed", spec.consumer_id, data_dir)
 
     # --- steps ---------------------------------------------------------------------------------
 
@@ -315,6 +319,13 @@ class LocalDeployer:
         endpoint = f"http://{_url_host(self._public_host)}:{port}"
         command = [self._python, "-m", "workflow_api", "serve", "--host", self._host]
         command += ["--port", str(port)]
+        try:
+            storage = self._storage.ensure(spec)
+        except ConsumerStorageError as error:
+            message = f"cannot prepare the consumer's storage: {error}"
+            log.error("consumer %s (slug %s): %s", spec.consumer_id, spec.slug, message)
+            failed = replace(record, port=port, process=None, waiting_since=None)
+            return DeploymentStatus("failed", record.endpoint, failed.to_detail(), message)
         environment = consumer_environment(
             self._common,
             spec,
@@ -322,6 +333,7 @@ class LocalDeployer:
             public_url=endpoint,
             python=self._python,
             inherited=os.environ,
+            storage=storage,
         )
         moment = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         try:

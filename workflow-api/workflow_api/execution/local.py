@@ -23,6 +23,7 @@ from data_sidecar import push_out, stage_in
 from data_sidecar.errors import SidecarError
 from workflow_api.execution.runner import JobRun, Outcome
 from workflow_api.processes import ProcessIdentity, signal_group
+from workflow_contracts.asset import WorkflowAsset
 from workflow_contracts.workspace import (
     INPUTS_DIR,
     INPUTS_DIR_ENV,
@@ -165,12 +166,19 @@ class LocalJobRunner:
                 PUSH_OUT_ON_CANCEL_SECONDS,
             )
 
-    def abandon(self, job_id: str, identity: ProcessIdentity | None) -> None:
+    def refusal(self, asset: WorkflowAsset) -> str | None:
+        if asset.local is None:
+            return f"the process {asset.id!r} has no local command; it cannot run here"
+        return None
+
+    def recover(self, job_id: str, identity: ProcessIdentity | None) -> bool:
+        """A worker cannot be re-attached to: stop what is left of it, the job has failed."""
         if identity is not None and identity.exists():
             log.warning("stopping leftover processes of job %s", job_id)
             signal_group(identity, signal.SIGKILL)
         shutil.rmtree(self._workspace(job_id), ignore_errors=True)
         self._log_path(job_id).unlink(missing_ok=True)
+        return False
 
 
 def _base_environment() -> dict[str, str]:

@@ -38,6 +38,7 @@ from workflow_contracts.workspace import literal_env_name
 log = logging.getLogger(__name__)
 
 RESTARTED_MESSAGE = "the workflow-api restarted while this job was running; the job was stopped"
+MAX_SIGNED_URL_TTL = timedelta(days=7)  # what S3 presigning allows
 Catalog = Callable[[str], WorkflowAsset | None]
 
 
@@ -54,6 +55,7 @@ class JobManager:
         max_running: int,
         signed_url_ttl: timedelta,
         archive_limits: ArchiveLimits,
+        signed_url_margin: timedelta = timedelta(minutes=15),
     ) -> None:
         self._engine = engine
         self._catalog = catalog
@@ -63,6 +65,7 @@ class JobManager:
         self._base_url = base_url
         self._max_running = max_running
         self._ttl = signed_url_ttl
+        self._url_margin = signed_url_margin
         self._archive_limits = archive_limits
         self._running: dict[str, asyncio.Task[None]] = {}
         self._dismissing: set[str] = set()
@@ -74,7 +77,9 @@ class JobManager:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await asyncio.to_thread(self._recover)
+        resumed = await asyncio.to_thread(self._recover)
+        for job_id in resumed:
+            self._start_task(job_id, resumed=True)
         self._scheduler = asyncio.create_task(self._schedule(), name="job-scheduler")
         self._wakeup.set()
 
@@ -188,9 +193,12 @@ class JobManager:
                 job_id = await asyncio.to_thread(self._next_queued, set(self._running))
                 if job_id is None:
                     break
-                task = asyncio.create_task(self._execute(job_id), name=f"job-{job_id}")
-                self._running[job_id] = task
-                task.add_done_callback(functools.partial(self._finished_task, job_id))
+                self._start_task(job_id, resumed=False)
+
+    def _start_task(self, job_id: str, *, resumed: bool) -> None:
+        task = asyncio.create_task(self._execute(job_id, resumed), name=f"job-{job_id}")
+        self._running[job_id] = task
+        task.add_done_callback(functools.partial(self._finished_task, job_id))
 
     def _finished_task(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self._running.pop(job_id, None)
@@ -215,18 +223,24 @@ class JobManager:
         task.cancel()
         await asyncio.wait([task])
 
-    async def _execute(self, job_id: str) -> None:
-        started = await asyncio.to_thread(
-            self._transition, job_id, {JobStatus.ACCEPTED}, JobStatus.RUNNING, "running"
-        )
-        if not started:
-            return
+    async def _execute(self, job_id: str, resumed: bool = False) -> None:
+        """Run a queued job, or (`resumed`) follow one the runner re-attached to after a restart."""
+        if not resumed:
+            started = await asyncio.to_thread(
+                self._transition, job_id, {JobStatus.ACCEPTED}, JobStatus.RUNNING, "running"
+            )
+            if not started:
+                return
         job = await asyncio.to_thread(self.get, job_id)
         asset = self._catalog(job.process_id)
-        if asset is None or asset.local is None:
-            await self._finish(job_id, JobStatus.FAILED, "the process is no longer available", None)
+        refusal = "the process is no longer available" if asset is None else None
+        if asset is not None:
+            refusal = self._runner.refusal(asset)
+        if asset is None or refusal is not None:
+            await self._finish(job_id, JobStatus.FAILED, refusal or "", None)
             return
-        self._notify(job, "inProgressUri", status_info(job, self._base_url))
+        if not resumed:
+            self._notify(job, "inProgressUri", status_info(job, self._base_url))
         launch = Launch.model_validate(job.launch)
         run = JobRun(
             job_id=job_id,
@@ -237,6 +251,7 @@ class JobManager:
                 self._record_progress, job_id, percent, message
             ),
             on_started=lambda identity: asyncio.to_thread(self._record_process, job_id, identity),
+            resumed=resumed,
         )
         try:
             outcome = await self._runner.run(run)
@@ -322,16 +337,22 @@ class JobManager:
             )
             session.commit()
 
-    def _recover(self) -> None:
-        """Jobs that were running when the API stopped are stopped and failed; queued ones stay."""
+    def _recover(self) -> list[str]:
+        """Jobs that were running when the API stopped: the ones the runner can follow again are
+        returned (to be resumed), the others stopped and failed. Queued ones stay queued."""
         with Session(self._engine) as session:
             running = list(session.exec(select(Job).where(Job.status == JobStatus.RUNNING)))
+        resumed = []
         for job in running:
             identity = None
             if job.process_group is not None and job.process_start_ticks is not None:
                 identity = ProcessIdentity(job.process_group, job.process_start_ticks)
-            self._runner.abandon(job.id, identity)
-            self._transition(job.id, {JobStatus.RUNNING}, JobStatus.FAILED, RESTARTED_MESSAGE)
+            if self._runner.recover(job.id, identity):
+                log.info("job %s: following it again after the restart", job.id)
+                resumed.append(job.id)
+            else:
+                self._transition(job.id, {JobStatus.RUNNING}, JobStatus.FAILED, RESTARTED_MESSAGE)
+        return resumed
 
     def _store_inline(self, job_id: str, input_id: str, text: str) -> None:
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False) as handle:
@@ -341,8 +362,12 @@ class JobManager:
     # --- documents -------------------------------------------------------------------------------
 
     def _manifest(self, job_id: str, asset: WorkflowAsset, launch: Launch) -> JobManifest:
+        # The URLs must outlive the job: its timeout, plus time to start and to push out.
+        lifetime = timedelta(seconds=asset.execution.timeout_seconds) + self._url_margin
+        ttl = min(max(self._ttl, lifetime), MAX_SIGNED_URL_TTL)
+
         def signed(method: keys.SignedMethod, key: str) -> str:
-            return self._store.signed_url(method, key, self._ttl)
+            return self._store.signed_url(method, key, ttl)
 
         inputs = []
         for source in launch.files:

@@ -51,6 +51,11 @@ def report_key(job_id: str) -> str:
     return check_key(f"jobs/{job_id}/push-out-report.json")
 
 
+def progress_key(job_id: str) -> str:
+    """The worker's latest progress line, where a job container's sidecar PUTs it."""
+    return check_key(f"jobs/{job_id}/progress.txt")
+
+
 class ObjectStore(Protocol):
     def prepare(self) -> None:
         """Create what the store needs (directory, bucket); idempotent."""

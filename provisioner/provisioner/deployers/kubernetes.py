@@ -1,0 +1,274 @@
+"""The Kubernetes deployer: each consumer's workflow-api in a namespace of its own.
+
+`deploy` is called by the reconciler over and over, so every call is short:
+
+- a full pass (the first call, changed inputs such as grants or settings, and every
+  `resync_seconds`): the consumer's storage (`ConsumerStorage.ensure`, whose settings go into its
+  Secret), then every object of `make_consumer_objects`, created or updated where missing or
+  different (`KubernetesApi.ensure`), so objects deleted behind our back come back;
+- then, at most every `STATUS_POLL_SECONDS`, one read of the Deployment: rollout complete →
+  `ready` with the public URL; else `starting`, and after `readiness_timeout_seconds` `failed`
+  with the cause read from the pods. A consumer that was never ready is then removed again
+  (namespace and storage): a failed first deploy leaves nothing behind. One that was ready
+  keeps its objects and data, and a Deployment that stops being available is `starting` again.
+
+`remove` deletes the namespace (the namespace controller deletes what is in it), waits, bounded,
+until it is really gone, then removes the consumer's storage. A namespace of that name that is
+not this consumer's (other labels or consumer id) is never written to nor deleted.
+
+`detail`, persisted by the reconciler between calls:
+
+    inputs          hash of what the last full pass applied; synced_at: when (epoch seconds)
+    checked_at      last read of the Deployment
+    waiting_since   since when it is starting or unavailable; None while ready
+    was_ready       it has been ready once
+    admin_endpoint  its Service, where the provisioner calls its admin API (see base.py)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from provisioner.consumer_storage import ConsumerStorage, ConsumerStorageError, NoConsumerStorage
+from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
+from provisioner.deployers.kubernetes_api import KubernetesApi, KubernetesApiError
+from provisioner.deployers.kubernetes_config import KubernetesDeployerConfig
+from provisioner.deployers.kubernetes_objects import (
+    API_NAME,
+    CONSUMER_ID_ANNOTATION,
+    internal_url,
+    make_consumer_objects,
+)
+from provisioner.deployers.kubernetes_status import describe_failure, rollout_complete
+
+log = logging.getLogger(__name__)
+
+STATUS_POLL_SECONDS = 0.5  # the reconciler asks every 50 ms while a consumer is deploying
+REMOVAL_POLL_SECONDS = 0.5
+MANAGED_BY = ("app.kubernetes.io/managed-by", "workflow-provisioner")
+
+
+class KubernetesDeploymentError(RuntimeError):
+    """A namespace that is not ours, or one that does not go away in time."""
+
+
+@dataclass(frozen=True)
+class _Record:
+    """What `detail` holds, validated (anything malformed counts as unknown)."""
+
+    inputs: str | None = None
+    synced_at: float | None = None
+    checked_at: float | None = None
+    waiting_since: float | None = None
+    was_ready: bool = False
+    admin_endpoint: str | None = None
+
+    @classmethod
+    def from_detail(cls, detail: Mapping[str, Any]) -> _Record:
+        def number(key: str) -> float | None:
+            value = detail.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+            return None
+
+        inputs, endpoint = detail.get("inputs"), detail.get("admin_endpoint")
+        return cls(
+            inputs=inputs if isinstance(inputs, str) else None,
+            synced_at=number("synced_at"),
+            checked_at=number("checked_at"),
+            waiting_since=number("waiting_since"),
+            was_ready=detail.get("was_ready") is True,
+            admin_endpoint=endpoint if isinstance(endpoint, str) else None,
+        )
+
+    def to_detail(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _ours(namespace: Any, spec: ConsumerSpec) -> bool:
+    labels = namespace.metadata.labels or {}
+    annotations = namespace.metadata.annotations or {}
+    return (
+        labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
+        and annotations.get(CONSUMER_ID_ANNOTATION) == spec.consumer_id
+    )
+
+
+class KubernetesDeployer:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        api: KubernetesApi,
+        config: KubernetesDeployerConfig,
+        workflow_api_env: Mapping[str, str],
+        storage: ConsumerStorage | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._api = api
+        self._config = config
+        self._settings = dict(workflow_api_env)
+        self._storage = storage or NoConsumerStorage()
+        self._clock = clock
+        shared = [repr(config), sorted(self._settings.items()), type(self._storage).__name__]
+        self._shared_inputs = json.dumps(shared, default=str)
+        config.deployment_spec(ConsumerSpec("check", "check", "check"), self._settings)
+
+    def prepare(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._api.close()
+
+    # --- the Deployer protocol -----------------------------------------------------------------
+
+    def deploy(self, spec: ConsumerSpec, detail: dict[str, Any]) -> DeploymentStatus:
+        record = _Record.from_detail(detail)
+        namespace = self._config.namespace(spec)
+        now = self._clock()
+        inputs = self._inputs(spec)
+        asked_recently = now - (record.checked_at or 0.0) < STATUS_POLL_SECONDS
+        if record.waiting_since is not None and asked_recently:  # it asks every 50 ms
+            return self._starting(record, "waiting for the workflow-api to become available")
+        resync_due = now - (record.synced_at or 0.0) >= self._config.resync_seconds
+        full_pass = record.synced_at is None or record.inputs != inputs or resync_due
+        record = replace(record, checked_at=now)
+        try:
+            if full_pass:
+                waiting = self._sync(spec, namespace)
+                if waiting:
+                    return self._not_available(spec, record, None, now, waiting)
+                record = replace(record, inputs=inputs, synced_at=now)
+            deployment = self._api.read("Deployment", API_NAME, namespace)
+        except (KubernetesApiError, ConsumerStorageError, KubernetesDeploymentError) as error:
+            return self._trouble(spec, record, now, error)
+        if deployment is not None and rollout_complete(deployment):
+            if record.waiting_since is not None or not record.was_ready:
+                log.info("consumer %s: workflow-api ready in %s", spec.consumer_id, namespace)
+            endpoint = internal_url(namespace) if self._config.reach == "service" else None
+            ready = replace(record, waiting_since=None, was_ready=True, admin_endpoint=endpoint)
+            return DeploymentStatus("ready", self._config.public_url(spec), ready.to_detail())
+        if deployment is None:
+            record = replace(record, synced_at=None)  # deleted behind our back: a full pass next
+        return self._not_available(spec, record, deployment, now)
+
+    def remove(self, spec: ConsumerSpec, detail: dict[str, Any]) -> None:
+        namespace = self._config.namespace(spec)
+        live = self._api.read("Namespace", namespace)
+        if live is not None and not _ours(live, spec):
+            log.warning(
+                "consumer %s: namespace %s is not ours; left alone", spec.consumer_id, namespace
+            )
+        elif live is not None:
+            if live.metadata.deletion_timestamp is None:
+                self._api.delete("Namespace", namespace)
+                log.info("consumer %s: deleting namespace %s", spec.consumer_id, namespace)
+            self._wait_until_gone(namespace)
+        self._storage.remove(spec)
+        log.info("consumer %s: namespace %s and storage removed", spec.consumer_id, namespace)
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def _inputs(self, spec: ConsumerSpec) -> str:
+        mine = [spec.consumer_id, spec.slug, spec.token_audience, sorted(set(spec.grants))]
+        text = json.dumps([mine, self._shared_inputs])
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _sync(self, spec: ConsumerSpec, namespace: str) -> str | None:
+        """Storage, then every object; a message when it has to wait for an old namespace."""
+        live = self._api.read("Namespace", namespace)
+        if live is not None and not _ours(live, spec):
+            raise KubernetesDeploymentError(
+                f"namespace {namespace} exists and is not this consumer's (it lacks the labels"
+                f" or the {CONSUMER_ID_ANNOTATION} annotation {spec.consumer_id!r})"
+            )
+        if live is not None and live.metadata.deletion_timestamp is not None:
+            return f"waiting for the earlier namespace {namespace} to be deleted"
+        settings = {**self._settings, **self._storage.ensure(spec)}
+        changed = []
+        objects: list[Any] = make_consumer_objects(self._config.deployment_spec(spec, settings))
+        for desired in objects:
+            if self._api.ensure(desired) in {"created", "updated"}:
+                changed.append(f"{desired.kind}/{desired.metadata.name}")
+        if changed:
+            log.info("consumer %s: wrote %s", spec.consumer_id, ", ".join(changed))
+        return None
+
+    def _starting(self, record: _Record, message: str) -> DeploymentStatus:
+        return DeploymentStatus("starting", None, record.to_detail(), message)
+
+    def _not_available(
+        self,
+        spec: ConsumerSpec,
+        record: _Record,
+        deployment: Any | None,
+        now: float,
+        waiting: str = "waiting for the workflow-api to become available",
+    ) -> DeploymentStatus:
+        since = record.waiting_since if record.waiting_since is not None else now
+        if record.waiting_since is None and record.was_ready:
+            log.warning("consumer %s: workflow-api no longer available", spec.consumer_id)
+        timeout = self._config.readiness_timeout_seconds
+        if now - since <= timeout:
+            return self._starting(replace(record, waiting_since=since), waiting)
+        objects = self._config.deployment_spec(spec, self._settings)
+        namespace = objects.namespace
+        try:
+            pods = self._api.list_pods(namespace, objects.selector_labels())
+            cause = describe_failure(deployment, pods) if deployment else waiting
+        except KubernetesApiError as error:
+            cause = f"(its pods could not be read: {error})"
+        what = f"the workflow-api in namespace {namespace} is not available after {timeout:g} s"
+        return self._fail(spec, record, f"{what}: {cause}")
+
+    def _trouble(
+        self, spec: ConsumerSpec, record: _Record, now: float, error: Exception
+    ) -> DeploymentStatus:
+        """An API or storage error: retryable ones wait (a ready consumer stays ready), others
+        fail at once."""
+        retryable = isinstance(error, ConsumerStorageError) or (
+            isinstance(error, KubernetesApiError) and error.retryable
+        )
+        message = f"{type(error).__name__}: {error}"
+        if not retryable:
+            return self._fail(spec, record, message)
+        log.warning("consumer %s: %s", spec.consumer_id, message)
+        if record.was_ready and record.waiting_since is None:
+            endpoint = self._config.public_url(spec)
+            return DeploymentStatus("ready", endpoint, record.to_detail(), message)
+        return self._not_available(spec, record, None, now, message)
+
+    def _fail(self, spec: ConsumerSpec, record: _Record, message: str) -> DeploymentStatus:
+        log.error("consumer %s: %s", spec.consumer_id, message)
+        if record.was_ready:  # it keeps its objects and data; the next call waits afresh
+            kept = replace(record, waiting_since=None).to_detail()
+            return DeploymentStatus("failed", None, kept, message)
+        try:  # a first deploy that failed leaves nothing behind
+            namespace = self._config.namespace(spec)
+            live = self._api.read("Namespace", namespace)
+            if live is not None and _ours(live, spec):
+                self._api.delete("Namespace", namespace)
+            self._storage.remove(spec)
+        except (KubernetesApiError, ConsumerStorageError) as error:
+            log.warning("consumer %s: cleaning up failed: %s", spec.consumer_id, error)
+            message += f" (cleaning up failed too: {error})"
+        return DeploymentStatus("failed", None, _Record().to_detail(), message)
+
+    def _wait_until_gone(self, namespace: str) -> None:
+        deadline = time.monotonic() + self._config.removal_timeout_seconds
+        while (live := self._api.read("Namespace", namespace)) is not None:
+            if time.monotonic() >= deadline:
+                conditions = (live.status.conditions or []) if live.status else []
+                why = "; ".join(f"{c.type}: {c.message}" for c in conditions if c.status == "True")
+                raise KubernetesDeploymentError(
+                    f"namespace {namespace} still exists after"
+                    f" {self._config.removal_timeout_seconds:g} s{': ' + why if why else ''}"
+                )
+            time.sleep(REMOVAL_POLL_SECONDS)
