@@ -68,6 +68,22 @@ def _delete_objects(client: Minio, bucket: str, prefix: str = "") -> None:
         raise ConsumerStorageError(f"could not delete {len(failures)} objects in {bucket}: {what}")
 
 
+class _Connection:
+    """The provisioner's own S3 endpoint and keys, and one client made on first use."""
+
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, secure: bool) -> None:
+        self.endpoint, self.secure = _endpoint_parts(endpoint, secure)
+        self.access_key, self.secret_key = access_key, secret_key
+        self._client: Minio | None = None
+
+    def client(self) -> Minio:
+        if self._client is None:
+            self._client = make_s3_client(
+                self.endpoint, self.access_key, self.secret_key, secure=self.secure, region=REGION
+            )
+        return self._client
+
+
 class SharedBucketStorage:
     """One bucket for everyone, `<base>/<slug>/` per consumer, the shared credentials.
 
@@ -86,41 +102,28 @@ class SharedBucketStorage:
         secure: bool = True,
         base_prefix: str = "",
     ) -> None:
-        self._endpoint, self._secure = endpoint, secure
-        self._access_key, self._secret_key = access_key, secret_key
+        self._s3 = _Connection(endpoint, access_key, secret_key, secure)
         self._bucket = bucket
         self._base = base_prefix.strip("/")
-        self._client: Minio | None = None
 
     def prefix(self, spec: ConsumerSpec) -> str:
         return f"{self._base}/{spec.slug}/" if self._base else f"{spec.slug}/"
 
     def ensure(self, spec: ConsumerSpec) -> dict[str, str]:
         # The workflow-api makes the shared bucket if it is missing: nothing to create here.
-        endpoint, secure = _endpoint_parts(self._endpoint, self._secure)
+        s3 = self._s3
         return _settings(
-            endpoint, secure, self._access_key, self._secret_key, self._bucket, self.prefix(spec)
+            s3.endpoint, s3.secure, s3.access_key, s3.secret_key, self._bucket, self.prefix(spec)
         )
 
     def remove(self, spec: ConsumerSpec) -> None:
         """The prefix's objects: the workflow-api purges them too, unless it is already gone."""
-        with _storage_errors(f"S3 {self._endpoint}, bucket {self._bucket}"):
+        with _storage_errors(f"S3 {self._s3.endpoint}, bucket {self._bucket}"):
             try:
-                _delete_objects(self._s3(), self._bucket, self.prefix(spec))
+                _delete_objects(self._s3.client(), self._bucket, self.prefix(spec))
             except MinioException as error:
                 if getattr(error, "code", None) not in _MISSING:
                     raise
-
-    def _s3(self) -> Minio:
-        if self._client is None:
-            self._client = make_s3_client(
-                self._endpoint,
-                self._access_key,
-                self._secret_key,
-                secure=self._secure,
-                region=REGION,
-            )
-        return self._client
 
 
 def bucket_policy(bucket: str) -> dict[str, Any]:
@@ -173,11 +176,9 @@ class MinioUserStorage:
         secret_for: Callable[[str], str],
         secure: bool = True,
     ) -> None:
-        self._endpoint, self._secure = _endpoint_parts(endpoint, secure)
-        self._access_key, self._secret_key = access_key, secret_key
+        self._s3 = _Connection(endpoint, access_key, secret_key, secure)
         self._stem = bucket_stem
         self._secret_for = secret_for
-        self._client: Minio | None = None
         self._admin: MinioAdmin | None = None
 
     def name(self, spec: ConsumerSpec) -> str:
@@ -187,8 +188,8 @@ class MinioUserStorage:
     def ensure(self, spec: ConsumerSpec) -> dict[str, str]:
         name = self.name(spec)
         secret = self._secret_for(spec.slug)
-        with _storage_errors(f"MinIO {self._endpoint}, bucket and user {name}"):
-            client = self._s3()
+        with _storage_errors(f"MinIO {self._s3.endpoint}, bucket and user {name}"):
+            client = self._s3.client()
             if not client.bucket_exists(name):
                 try:
                     client.make_bucket(name)
@@ -204,13 +205,13 @@ class MinioUserStorage:
             except MinioAdminException as error:
                 if _admin_code(error) not in ALREADY_ATTACHED:
                     raise
-        return _settings(self._endpoint, self._secure, name, secret, name, "")
+        return _settings(self._s3.endpoint, self._s3.secure, name, secret, name, "")
 
     def remove(self, spec: ConsumerSpec) -> None:
         """The bucket with every object, then the user and its policy."""
         name = self.name(spec)
-        with _storage_errors(f"MinIO {self._endpoint}, bucket and user {name}"):
-            client = self._s3()
+        with _storage_errors(f"MinIO {self._s3.endpoint}, bucket and user {name}"):
+            client = self._s3.client()
             try:
                 _delete_objects(client, name)
                 client.remove_bucket(name)
@@ -229,17 +230,6 @@ class MinioUserStorage:
                     }:
                         raise
 
-    def _s3(self) -> Minio:
-        if self._client is None:
-            self._client = make_s3_client(
-                self._endpoint,
-                self._access_key,
-                self._secret_key,
-                secure=self._secure,
-                region=REGION,
-            )
-        return self._client
-
     def _admin_client(self) -> MinioAdmin:
         if self._admin is None:
             http = urllib3.PoolManager(
@@ -249,9 +239,9 @@ class MinioUserStorage:
                 ),
             )
             self._admin = MinioAdmin(
-                endpoint=self._endpoint,
-                credentials=StaticProvider(self._access_key, self._secret_key),
-                secure=self._secure,
+                endpoint=self._s3.endpoint,
+                credentials=StaticProvider(self._s3.access_key, self._s3.secret_key),
+                secure=self._s3.secure,
                 region=REGION,
                 http_client=http,
             )

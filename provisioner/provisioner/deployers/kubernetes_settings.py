@@ -10,14 +10,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from kubernetes import client, config
-
 from provisioner.consumer_storage import ConsumerStorage
 from provisioner.deployers.base import ConsumerSpec
 from provisioner.deployers.kubernetes import KubernetesDeployer
 from provisioner.deployers.kubernetes_api import KubernetesApi
 from provisioner.deployers.kubernetes_config import KubernetesDeployerConfig
 from provisioner.deployers.kubernetes_objects import QuotaSpec, Resources
+from workflow_api.execution.kubernetes_api import connect
 
 if TYPE_CHECKING:
     from provisioner.settings import Settings
@@ -118,27 +117,11 @@ def check_settings(settings: Settings) -> None:
         raise ValueError(f"PROVISIONER_KUBERNETES_* settings: {error}") from error
 
 
-def make_api_client(kubeconfig: str | None, context: str | None = None) -> client.ApiClient:
-    """From a kubeconfig file, or the pod's ServiceAccount when there is none. Retries are ours
-    (KubernetesApi), so urllib3's are off."""
-    configuration = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(
-            config_file=kubeconfig, context=context, client_configuration=configuration
-        )
-    else:
-        config.load_incluster_config(client_configuration=configuration)
-    configuration.retries = 0
-    return client.ApiClient(configuration)
-
-
 def make_kubernetes_deployer(
     settings: Settings, common_env: Mapping[str, str], storage: ConsumerStorage
 ) -> KubernetesDeployer:
     kubeconfig = settings.kubernetes_kubeconfig
-    api_client = make_api_client(
-        str(kubeconfig) if kubeconfig else None, settings.kubernetes_context
-    )
+    api_client = connect(str(kubeconfig) if kubeconfig else None, settings.kubernetes_context)
     return KubernetesDeployer(
         api=KubernetesApi(api_client, timeout_seconds=settings.kubernetes_request_timeout_seconds),
         config=config_from_settings(settings),

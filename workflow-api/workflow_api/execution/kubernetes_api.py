@@ -67,13 +67,17 @@ def _describe(error: ApiException) -> str:
     return str(message or error.reason or "no reason given")
 
 
-def connect(kubeconfig: Path | None) -> Any:
-    """An `ApiClient` from a kubeconfig file, or from the pod's service account."""
+def connect(kubeconfig: Path | str | None, context: str | None = None) -> Any:
+    """An `ApiClient` from a kubeconfig file (and context), or from the pod's service account.
+    Retries are the caller's (tenacity, retryable errors only), so urllib3's are off."""
     configuration = client.Configuration()
     if kubeconfig is not None:
-        config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+        config.load_kube_config(
+            config_file=str(kubeconfig), context=context, client_configuration=configuration
+        )
     else:
         config.load_incluster_config(client_configuration=configuration)
+    configuration.retries = 0
     return client.ApiClient(configuration)
 
 
