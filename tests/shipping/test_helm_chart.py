@@ -60,6 +60,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
         "--set=ingress.className=nginx",
         "--set=ingress.tlsSecret=provisioner-tls",
         "--set=podDisruptionBudget.enabled=true",
+        "--set=deployer.ingress.port=30443",
     ),
     "existing-secrets-postgres": (
         "--set=secrets.existingSecret=provisioner-secrets",

@@ -91,6 +91,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- with $d.ingress.className }}{{ $_ := set $settings "KUBERNETES_INGRESS_CLASS" . }}{{ end }}
 {{- with $d.ingress.tlsSecret }}{{ $_ := set $settings "KUBERNETES_INGRESS_TLS_SECRET" . }}{{ end }}
 {{- with $d.dataStorageClass }}{{ $_ := set $settings "KUBERNETES_DATA_STORAGE_CLASS" . }}{{ end }}
+{{- with $d.ingress.port }}{{ $_ := set $settings "KUBERNETES_PUBLIC_PORT" (toString .) }}{{ end }}
 {{- with .Values.storage.port }}{{ $_ := set $settings "KUBERNETES_STORAGE_PORT" (toString .) }}{{ end }}
 {{- range $name, $value := $settings }}
 - name: PROVISIONER_{{ $name }}
