@@ -255,6 +255,10 @@ class Reconciler:
             log.info(
                 "grant %s active for consumer %s after %.3f s", grant.id, grant.consumer_id, seconds
             )
+        elif self._save(grant, GrantState.REVOKING, callback_done=True, provisioned_at=now):
+            # A deprovision arrived while our callback was on its way: EDC has the provision
+            # all the same, so the revocation that follows ends `revoked`, not `failed`.
+            log.info("grant %s: provisioned, and already being revoked", grant.id)
 
     def _post_provision_callback(self, grant: Grant, callback: tuple[str, dict[str, Any]]) -> None:
         """A 409 may mean EDC took an earlier attempt whose answer we lost: ask EDC."""

@@ -181,8 +181,12 @@ class World:
         `after_processing` EDC has applied them first (the provisioner never learns it)."""
         self.inject("callback", *[Fault(drop=True, after_processing=after_processing)] * count)
 
-    def delay_next_callbacks(self, count: int = 1, *, seconds: float) -> None:
-        self.inject("callback", *[Fault(delay=seconds)] * count)
+    def delay_next_callbacks(
+        self, count: int = 1, *, seconds: float, after_processing: bool = False
+    ) -> None:
+        """The next `count` callbacks wait `seconds` before EDC handles them, or with
+        `after_processing` EDC applies them at once and holds back only the answer."""
+        self.inject("callback", *[Fault(delay=seconds, after_processing=after_processing)] * count)
 
     def fail_next_lookups(self, count: int = 1, *, status: int = 503) -> None:
         """The next `count` Management API calls answer `status`."""

@@ -221,15 +221,19 @@ class _Recorder:
         if outage is not None:
             fault = Fault(status=outage)
         statuses: list[int] = []
+        held: list[Message] = []  # a delayed answer to a request already applied
+        hold_answer = fault is not None and bool(fault.delay) and fault.after_processing
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
                 statuses.append(message["status"])
-            if fault is None or not fault.drop:
+            if hold_answer:
+                held.append(message)
+            elif fault is None or not fault.drop:
                 await send(message)
 
         fault_name = None
-        if fault is not None and fault.delay:
+        if fault is not None and fault.delay and not hold_answer:
             await asyncio.sleep(fault.delay)
             fault_name = "delay"
         if fault is not None and fault.status is not None:
@@ -250,6 +254,12 @@ class _Recorder:
             )
         else:
             await self.app(scope, replay, capture)
+            if hold_answer:
+                assert fault is not None
+                fault_name = "delay-after-processing"
+                await asyncio.sleep(fault.delay)
+                for message in held:
+                    await send(message)
         world.record(
             Exchange(
                 method=scope["method"],

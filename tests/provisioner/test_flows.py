@@ -389,3 +389,27 @@ def test_operations_endpoints(provisioner: RunningProvisioner, edc_standin: EdcS
         "gauge",
     )
     assert httpx.get(f"{provisioner.base_url}/admin/grants").status_code == 401
+
+
+def test_a_deprovision_before_the_provision_callback_is_answered_ends_revoked(
+    provisioner: RunningProvisioner, edc_standin: EdcStandIn
+) -> None:
+    """EDC applies our provision callback, then terminates the transfer and sends the deprovision
+    before its answer to the callback has reached us: the grant was provisioned all the same, so
+    the revocation must end `revoked` (not `failed`)."""
+    world, driver = edc_standin.world, edc_standin.driver
+    address = {"type": "ProvisionHttp", "baseUrl": provisioner.dataplane_endpoint("echo")}
+    process = world.new_transfer(asset_id="echo", consumer_id="erin", data_address=address)
+    flow = world.add_data_flow(process.id)
+    world.delay_next_callbacks(1, seconds=3.0, after_processing=True)
+    assert driver.send_dataplane_provision(process.id).status == 200
+    world.wait_until(
+        lambda: all(r.state == "PROVISIONED" for r in flow.resources.values()), timeout=30
+    )
+    assert (provisioner.grant_for(process.id) or {}).get("state") == "provisioning"
+    assert driver.send_dataplane_deprovision(process.id).status == 200
+
+    driver.wait_for_callback(process.id, "deprovision", timeout=30)
+    eventually(lambda: (provisioner.consumer("erin") or {}).get("state") == "removed", 30, "gone")
+    grant = provisioner.grant_for(process.id) or {}
+    assert grant.get("state") == "revoked", grant
