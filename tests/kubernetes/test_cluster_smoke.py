@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.kubernetes.cluster import ClusterHandle
+from tests.kubernetes.stage import wait_for
 
 pytestmark = pytest.mark.slow
 
 _IMAGE = "registry.invalid/workflow/dummy-job:0"  # never pulled: KWOK runs no containers
-
-
-def _wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _container() -> client.V1Container:
@@ -64,7 +53,7 @@ def test_deployment_becomes_available(admin: client.ApiClient, namespace: str) -
     apps = client.AppsV1Api(admin)
     apps.create_namespaced_deployment(namespace, deployment)
 
-    status = _wait_for(
+    status = wait_for(
         lambda: (
             (s := apps.read_namespaced_deployment_status("consumer", namespace).status)
             and s.available_replicas == 2
@@ -91,7 +80,7 @@ def test_job_succeeds(admin: client.ApiClient, namespace: str) -> None:
     batch = client.BatchV1Api(admin)
     batch.create_namespaced_job(namespace, job)
 
-    status = _wait_for(
+    status = wait_for(
         lambda: (
             (s := batch.read_namespaced_job_status("run-1", namespace).status)
             and s.succeeded == 1

@@ -38,7 +38,7 @@ from provisioner.deployers.kubernetes_objects import (
 from provisioner.deployers.kubernetes_rbac import make_runner_cluster_role
 from tests.kubernetes.cluster import ClusterHandle
 from tests.kubernetes.fake_kubelet import NODE_LABEL, TAINT_KEY, FakeKubelet, fake_kubelet
-from tests.kubernetes.stage import kubeconfig_for_token, service_account_token
+from tests.kubernetes.stage import kubeconfig_for_token, service_account_token, wait_for
 from tests.workflow_api.apis import (
     DUMMY_ASSETS,
     RunningApi,
@@ -87,16 +87,6 @@ EXTRA_ASSETS = {
     },
 }
 GRANTS = ("dummy", "echo", "input-dummy", "memory-hog", "missing-image", "hasty")
-
-
-def _wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @dataclass
@@ -276,11 +266,11 @@ def test_a_job_runs_as_a_kubernetes_job_with_progress_results_and_log(
     assert "duration: 4 s" in result.text
     log = _download(client_, f"/jobs/{job_id}/logs").text
     assert "wrote output result" in log
-    _wait_for(lambda: not _job_exists(admin, consumer.namespace, job_id), "the Job deleted")
+    wait_for(lambda: not _job_exists(admin, consumer.namespace, job_id), "the Job deleted")
     secrets = client.CoreV1Api(admin).list_namespaced_secret(
         consumer.namespace, label_selector=job_selector(job_id)
     )
-    _wait_for(
+    wait_for(
         lambda: (
             not client.CoreV1Api(admin)
             .list_namespaced_secret(consumer.namespace, label_selector=job_selector(job_id))
@@ -304,8 +294,8 @@ def test_dismissing_a_running_job_deletes_its_kubernetes_job(
     api = start(dismiss_grace_seconds=2)
     client_ = api.consumer
     job_id = execute(client_, "dummy", {"duration": 120})
-    _wait_for(lambda: _worker_running(kubelet, consumer.namespace, job_id), "the worker running")
-    _wait_for(lambda: client_.get(f"/jobs/{job_id}").json()["progress"] > 0, "progress")
+    wait_for(lambda: _worker_running(kubelet, consumer.namespace, job_id), "the worker running")
+    wait_for(lambda: client_.get(f"/jobs/{job_id}").json()["progress"] > 0, "progress")
 
     began = time.monotonic()
     answer = client_.delete(f"/jobs/{job_id}")
@@ -335,7 +325,7 @@ def test_failing_and_out_of_memory_workers_fail_with_clear_messages(
     assert killed["status"] == "failed"
     assert killed["message"] == "the worker ran out of memory and was killed (OOMKilled)"
     for job_id in (failing, hog):
-        _wait_for(lambda j=job_id: not _job_exists(admin, consumer.namespace, j), "Job deleted")
+        wait_for(lambda j=job_id: not _job_exists(admin, consumer.namespace, j), "Job deleted")
 
 
 def test_an_image_that_cannot_be_pulled_fails_the_job_at_once(
@@ -364,7 +354,7 @@ def test_a_job_the_quota_refuses_fails_with_a_clear_message(
             spec=client.V1ResourceQuotaSpec(hard={"limits.memory": "100Mi"}),
         ),
     )
-    _wait_for(
+    wait_for(
         lambda: core.read_namespaced_resource_quota("consumer-quota", consumer.namespace).status,
         "the quota controller to count",
     )
@@ -417,7 +407,7 @@ def test_the_asset_timeout_is_the_jobs_deadline(
     api = start()
     client_ = api.consumer
     job_id = execute(client_, "hasty", {"duration": 60})
-    _wait_for(lambda: client_.get(f"/jobs/{job_id}").json()["progress"] > 0, "the worker at work")
+    wait_for(lambda: client_.get(f"/jobs/{job_id}").json()["progress"] > 0, "the worker at work")
     info = wait_for_job(client_, job_id, timeout=60)
     assert (info["status"], info["message"]) == ("failed", "the job timed out after 12 s")
     assert "dummy job: running for 60 s" in _download(client_, f"/jobs/{job_id}/logs").text
@@ -432,7 +422,7 @@ def test_a_restarted_api_reattaches_to_its_running_job(
     first = start()
     port = int(first.settings.base_url.rsplit(":", 1)[1])
     job_id = execute(first.consumer, "dummy", {"duration": 8})
-    _wait_for(lambda: _worker_running(kubelet, consumer.namespace, job_id), "the worker running")
+    wait_for(lambda: _worker_running(kubelet, consumer.namespace, job_id), "the worker running")
     first.stop()
     assert _job_exists(admin, consumer.namespace, job_id), "stopping the API left the Job"
 
