@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 from dataclasses import replace
 from typing import Any
 
 import kubernetes_validate
 import pytest
-from kubernetes.client import ApiClient
 from kubernetes.utils import parse_quantity
 
 from provisioner.deployers import kubernetes_objects as objects
@@ -24,13 +22,16 @@ from provisioner.deployers.kubernetes_objects import (
 )
 from provisioner.deployers.kubernetes_rbac import make_runner_cluster_role
 from provisioner.slugs import consumer_slug
+from tests.kubernetes.manifests import (
+    DNS_1035_LABEL,
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    LABEL_VALUE,
+    NEWEST_VERSION,
+    OLDEST_VERSION,
+    as_dict,
+)
 
-OLDEST_VERSION = "1.28.0"
-NEWEST_VERSION = kubernetes_validate.latest_version()  # 1.37.0 with kubernetes-validate 1.37
-DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 STANDARD_LABELS = {f"app.kubernetes.io/{key}" for key in ("name", "instance", "component")} | {
     "app.kubernetes.io/part-of",
     "app.kubernetes.io/managed-by",
@@ -73,11 +74,6 @@ VARIANTS = {
     "no-gpu-no-storage-egress": make_spec(quota=QuotaSpec(), storage_egress_cidrs=()),
     "plain-id": make_spec("consumer-a", grants=()),
 }
-
-
-def as_dict(obj: object) -> dict[str, Any]:
-    document: dict[str, Any] = ApiClient().sanitize_for_serialization(obj)
-    return document
 
 
 def documents(spec: ConsumerDeploymentSpec) -> list[dict[str, Any]]:
