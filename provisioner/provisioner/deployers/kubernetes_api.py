@@ -35,6 +35,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from workflow_api.execution.kubernetes_api import retryable
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -114,12 +116,6 @@ class KubernetesApiError(Exception):
         return cls(int(error.status or 0), str(error.reason or ""), message)
 
 
-def _retryable(error: BaseException) -> bool:
-    if isinstance(error, ApiException):
-        return bool(error.status in {0, 429} or (error.status or 0) >= 500)
-    return isinstance(error, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
-
-
 def applied_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -140,7 +136,7 @@ class KubernetesApi:
         retrying = Retrying(
             stop=stop_after_attempt(ATTEMPTS),
             wait=wait_exponential(multiplier=0.2, max=2.0),
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(retryable),
             reraise=True,
         )
         try:

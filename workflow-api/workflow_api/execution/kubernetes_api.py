@@ -51,7 +51,8 @@ class ApiRefusedError(KubernetesApiError):
     """The API server refused the request (invalid object, forbidden, ...)."""
 
 
-def _retryable(error: BaseException) -> bool:
+def retryable(error: BaseException) -> bool:
+    """No answer, 429 or 5xx: asking again may help (shared with the provisioner)."""
     if isinstance(error, ApiException):
         code = int(error.status or 0)
         return code in {0, TOO_MANY_REQUESTS} or code >= 500
@@ -108,7 +109,7 @@ class ClusterApi:
         retrying = Retrying(
             stop=stop_after_attempt(ATTEMPTS),
             wait=wait_exponential(multiplier=0.5, max=5),
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(retryable),
             reraise=True,
         )
         try:
