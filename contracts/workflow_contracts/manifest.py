@@ -29,6 +29,45 @@ class StagedInput(_Wire):
     max_size: int = Field(gt=0)
 
 
+def format_size(size: int) -> str:
+    """Bytes for people: `120 MiB`, `1 GiB`, `512 bytes` (binary units, at most one decimal)."""
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            break
+        value /= 1024
+    if unit == "bytes":
+        return f"{size} bytes"
+    text = f"{value:.1f}".removesuffix(".0")
+    return f"{text} {unit}"
+
+
+def quota_shortfall(what: str, need: int, free: int, quota: int) -> str:
+    """The one wording of a storage refusal, shared by the API and the sidecar."""
+    verb = "need" if what.endswith("s") and not what.endswith("'") else "needs"
+    return (
+        f"{what} {verb} {format_size(need)} but only {format_size(max(free, 0))} "
+        f"of the {format_size(quota)} quota is free"
+    )
+
+
+class StorageBudget(_Wire):
+    """The consumer's storage quota and what of it was free when the manifest was made.
+
+    Stage-in bounds archive extraction by `free_bytes`; push-out refuses, before uploading
+    anything, outputs whose total exceeds it. The workflow-api enforces the quota itself too
+    (see docs/architecture.md, storage); this copy lets a job stop early with a clear message.
+    """
+
+    free_bytes: int = Field(ge=0)
+    quota_bytes: int = Field(gt=0)
+
+    def shortfall(self, what: str, need: int) -> str | None:
+        if need <= self.free_bytes:
+            return None
+        return quota_shortfall(what, need, self.free_bytes, self.quota_bytes)
+
+
 class ArchiveLimits(_Wire):
     max_total_size: int = Field(default=10 * 1024**3, gt=0)
     max_files: int = Field(default=100_000, gt=0)
@@ -54,6 +93,9 @@ class JobManifest(_Wire):
         description="where `data-sidecar follow` PUTs the worker's latest progress line",
     )
     archive_limits: ArchiveLimits = ArchiveLimits()
+    storage: StorageBudget | None = Field(
+        default=None, description="the consumer's storage quota, free part at job start"
+    )
 
 
 class PushedOutput(_Wire):
@@ -68,3 +110,6 @@ class PushOutReport(_Wire):
     missing: list[str] = Field(default_factory=list)
     failed: dict[str, str] = Field(default_factory=dict, description="output id -> error")
     log_pushed: bool = False
+    refused: str | None = Field(
+        default=None, description="why the storage quota refused the outputs (none were kept)"
+    )

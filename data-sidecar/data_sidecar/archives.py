@@ -2,14 +2,17 @@
 
 Every member name is checked before anything is written: no absolute paths, no `..`, no links or
 device files. The number of entries and the real number of bytes written are bounded, so a zip
-bomb stops at the limit whatever its headers claim. Extraction goes into a fresh directory next to
-the target, which replaces the target only when everything succeeded; on any failure it is removed.
+bomb stops at the limit whatever its headers claim. The byte bound is the smallest of the per-job
+archive limit, the consumer's free storage quota and the free disk space (`extraction_bound`).
+Extraction goes into a fresh directory next to the target, which replaces the target only when
+everything succeeded; on any failure it is removed.
 """
 
 from __future__ import annotations
 
 import gzip
 import lzma
+import os
 import re
 import shutil
 import stat
@@ -17,11 +20,12 @@ import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from data_sidecar.transport import CHUNK_SIZE
-from workflow_contracts.manifest import ArchiveLimits
+from workflow_contracts.manifest import ArchiveLimits, StorageBudget, format_size
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -53,11 +57,48 @@ def member_path(name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
-class _Budget:
-    """Counts entries and real bytes written against the archive limits."""
+@dataclass(frozen=True)
+class SizeBound:
+    """How many bytes an extraction may write, and what sets that number."""
 
-    def __init__(self, limits: ArchiveLimits) -> None:
+    size: int
+    reason: str
+
+    def refusal(self) -> ArchiveRejected:
+        return ArchiveRejected(
+            f"expands to more than {self.size} bytes ({format_size(self.size)}), {self.reason}"
+        )
+
+
+def free_disk_bytes(reading: os.statvfs_result) -> int:
+    """What an unprivileged process may still write on the filesystem of a `statvfs` reading."""
+    return int(reading.f_bavail) * int(reading.f_frsize)
+
+
+def extraction_bound(
+    limits: ArchiveLimits, storage: StorageBudget | None, disk_free: int, already: int = 0
+) -> SizeBound:
+    """The smallest of the per-job limit, the free quota (less `already` extracted by earlier
+    archives of the job) and the free disk space."""
+    bounds = [SizeBound(limits.max_total_size, "the per-job archive limit")]
+    if storage is not None:
+        free = max(storage.free_bytes - already, 0)
+        quota = format_size(storage.quota_bytes)
+        bounds.append(SizeBound(free, f"the free part of the {quota} storage quota"))
+    bounds.append(SizeBound(max(disk_free, 0), "the free disk space of the workspace"))
+    return min(bounds, key=lambda bound: bound.size)
+
+
+def default_bound(limits: ArchiveLimits) -> SizeBound:
+    return SizeBound(limits.max_total_size, "the per-job archive limit")
+
+
+class _Budget:
+    """Counts entries and real bytes written against the archive limits and the size bound."""
+
+    def __init__(self, limits: ArchiveLimits, bound: SizeBound) -> None:
         self._limits = limits
+        self.bound = bound
         self.entries = 0
         self.size = 0
 
@@ -68,8 +109,11 @@ class _Budget:
 
     def add_bytes(self, count: int) -> None:
         self.size += count
-        if self.size > self._limits.max_total_size:
-            raise ArchiveRejected(f"more than {self._limits.max_total_size} bytes once extracted")
+        self.check(self.size)
+
+    def check(self, size: int) -> None:
+        if size > self.bound.size:
+            raise self.bound.refusal()
 
 
 def _copy(source: IO[bytes], target: Path, budget: _Budget) -> None:
@@ -94,15 +138,12 @@ def _make_executable_if(target: Path, mode: int) -> None:
         target.chmod(0o755)
 
 
-def _extract_zip(archive: Path, root: Path, limits: ArchiveLimits) -> None:
-    budget = _Budget(limits)
+def _extract_zip(archive: Path, root: Path, budget: _Budget, limits: ArchiveLimits) -> None:
     with zipfile.ZipFile(archive) as bundle:
         members = bundle.infolist()
         if len(members) > limits.max_files:
             raise ArchiveRejected(f"more than {limits.max_files} entries")
-        declared = sum(member.file_size for member in members)
-        if declared > limits.max_total_size:
-            raise ArchiveRejected(f"more than {limits.max_total_size} bytes once extracted")
+        budget.check(sum(member.file_size for member in members))
         for member in members:
             budget.add_entry()
             relative = member_path(member.filename)
@@ -121,8 +162,7 @@ def _extract_zip(archive: Path, root: Path, limits: ArchiveLimits) -> None:
             _make_executable_if(target, mode)
 
 
-def _extract_tar(archive: Path, root: Path, limits: ArchiveLimits) -> None:
-    budget = _Budget(limits)
+def _extract_tar(archive: Path, root: Path, budget: _Budget, limits: ArchiveLimits) -> None:
     with tarfile.open(archive, mode="r:*") as bundle:
         for member in bundle:
             budget.add_entry()
@@ -135,8 +175,7 @@ def _extract_tar(archive: Path, root: Path, limits: ArchiveLimits) -> None:
                 continue
             if not member.isreg():
                 raise ArchiveRejected(f"member {member.name!r} is not a file or directory")
-            if budget.size + member.size > limits.max_total_size:
-                raise ArchiveRejected(f"more than {limits.max_total_size} bytes once extracted")
+            budget.check(budget.size + member.size)
             target = _file_target(root, relative, member.name)
             source = bundle.extractfile(member)
             if source is None:
@@ -146,7 +185,7 @@ def _extract_tar(archive: Path, root: Path, limits: ArchiveLimits) -> None:
             _make_executable_if(target, member.mode)
 
 
-def _extractor(archive: Path) -> Callable[[Path, Path, ArchiveLimits], None]:
+def _extractor(archive: Path) -> Callable[[Path, Path, _Budget, ArchiveLimits], None]:
     with archive.open("rb") as handle:
         head = handle.read(4)
     if head in ZIP_MAGIC:
@@ -156,18 +195,22 @@ def _extractor(archive: Path) -> Callable[[Path, Path, ArchiveLimits], None]:
     raise ArchiveRejected("is neither a zip nor a tar archive")
 
 
-def extract_archive(archive: Path, target: Path, limits: ArchiveLimits) -> None:
-    """Extract `archive` into the new directory `target`, all or nothing.
+def extract_archive(
+    archive: Path, target: Path, limits: ArchiveLimits, bound: SizeBound | None = None
+) -> int:
+    """Extract `archive` into the new directory `target`, all or nothing; returns the bytes written.
 
-    Raises `ArchiveRejected` for an unsafe, oversized, corrupt or unknown archive, `OSError` for
-    trouble with the local disk. `target` is replaced if it exists.
+    At most `bound` bytes (default: the per-job archive limit) are written. Raises
+    `ArchiveRejected` for an unsafe, oversized, corrupt or unknown archive, `OSError` for trouble
+    with the local disk. `target` is replaced if it exists.
     """
+    budget = _Budget(limits, bound or default_bound(limits))
     scratch = target.with_name(f".{target.name}.extracting")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     try:
         try:
-            _extractor(archive)(archive, scratch, limits)
+            _extractor(archive)(archive, scratch, budget, limits)
         except _CORRUPT as error:
             raise ArchiveRejected(f"is corrupt: {error}") from error
         except (RuntimeError, NotImplementedError) as error:  # encrypted or unknown compression
@@ -180,3 +223,4 @@ def extract_archive(archive: Path, target: Path, limits: ArchiveLimits) -> None:
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
+    return budget.size

@@ -9,6 +9,7 @@
     │   ├── ChecksumMismatchError   size or SHA-256 differs from the manifest
     │   └── UnsafeArchiveError      an archive that is unsafe, over its limits, corrupt or unknown
     └── PushOutError                an output, the log or the report could not be uploaded
+        └── StorageRefusedError     the consumer's storage quota has no room for it (HTTP 413)
 
 Network errors and timeouts are httpx's own exceptions; they and `RetryableStatusError` are the only
 ones retried (see `transport.is_retryable`).
@@ -60,3 +61,7 @@ class UnsafeArchiveError(StageInError):
 
 class PushOutError(SidecarError):
     """An output, the log or the report could not be uploaded."""
+
+
+class StorageRefusedError(PushOutError):
+    """The storage refused an upload for the consumer's quota; the message says how short it is."""

@@ -5,7 +5,10 @@
     <workspace>/outputs/         created empty for the worker
 
 Downloads are streamed in chunks, stop as soon as they pass the input's size limit, and land under
-a hidden name that is renamed into place only once size and checksum are verified.
+a hidden name that is renamed into place only once size and checksum are verified. Archives expand
+at most to the smallest of the per-job archive limit, the storage quota left (the manifest's
+`storage`, less what earlier archives of the job expanded to) and the free disk space (statvfs of
+the workspace, read just before each extraction).
 """
 
 from __future__ import annotations
@@ -15,11 +18,17 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from data_sidecar.archives import ArchiveRejected, extract_archive
+from data_sidecar.archives import (
+    ArchiveRejected,
+    extract_archive,
+    extraction_bound,
+    free_disk_bytes,
+)
 from data_sidecar.errors import (
     ChecksumMismatchError,
     InputTooLargeError,
@@ -45,6 +54,12 @@ log = logging.getLogger(__name__)
 
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
+DiskSpace = Callable[[Path], int]
+
+
+def workspace_disk_free(path: Path) -> int:
+    return free_disk_bytes(os.statvfs(path))
+
 
 def stage_in(
     manifest: JobManifest,
@@ -52,6 +67,7 @@ def stage_in(
     client: httpx.Client | None = None,
     *,
     policy: TransferPolicy | None = None,
+    disk_free: DiskSpace = workspace_disk_free,
 ) -> None:
     """Download every input of `manifest` into `workspace`; raise `StageInError` on the first
     input that fails, leaving no partial file or directory of it behind."""
@@ -60,9 +76,12 @@ def stage_in(
     inputs_dir.mkdir(parents=True, exist_ok=True)
     (workspace / OUTPUTS_DIR).mkdir(parents=True, exist_ok=True)
     _write_literals(manifest, workspace / LITERALS_FILE)
+    extracted = 0
     with client_for(client, policy) as http:
         for staged in manifest.inputs:
-            _stage_one(http, staged, inputs_dir, manifest, policy)
+            extracted += _stage_one(
+                http, staged, inputs_dir, manifest, policy, disk_free, extracted
+            )
     log.info("job %s: staged %d inputs", manifest.job_id, len(manifest.inputs))
 
 
@@ -78,7 +97,10 @@ def _stage_one(
     inputs_dir: Path,
     manifest: JobManifest,
     policy: TransferPolicy,
-) -> None:
+    disk_free: DiskSpace,
+    extracted: int,
+) -> int:
+    """Stage one input; returns the bytes an archive expanded to (0 for other kinds)."""
     if not _IDENTIFIER.fullmatch(staged.id):
         raise StageInError(staged.id, "is not a valid input id")
     if staged.kind is InputKind.LITERAL:
@@ -88,10 +110,13 @@ def _stage_one(
     log.info("job %s: staging input %s from %s", manifest.job_id, staged.id, safe_url(staged.url))
     try:
         _download(http, staged, download, policy)
-        if staged.kind is InputKind.ARCHIVE:
-            extract_archive(download, target, manifest.archive_limits)
-        else:
+        if staged.kind is not InputKind.ARCHIVE:
             download.replace(target)
+            return 0
+        bound = extraction_bound(
+            manifest.archive_limits, manifest.storage, disk_free(inputs_dir), extracted
+        )
+        return extract_archive(download, target, manifest.archive_limits, bound)
     except ArchiveRejected as error:
         raise UnsafeArchiveError(staged.id, f"archive {error}") from error
     except OSError as error:
