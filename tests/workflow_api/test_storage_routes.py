@@ -18,7 +18,10 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from sqlmodel import Session
 
+from workflow_api.db import Job, JobStatus, make_engine, utcnow
+from workflow_api.quota import QuotaLedger
 from workflow_api.routes.storage import router
 from workflow_api.storage import signing
 from workflow_api.storage.filesystem import FilesystemStore
@@ -26,6 +29,7 @@ from workflow_api.storage.filesystem import FilesystemStore
 SIGNING_KEY = b"s" * 32
 MiB = 1024**2
 TTL = timedelta(minutes=5)
+QUOTA = 64 * MiB
 
 
 @dataclass
@@ -49,8 +53,23 @@ def served(tmp_path: Path) -> Iterator[Served]:
     base_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     store = FilesystemStore(tmp_path / "storage", SIGNING_KEY, base_url)
     store.prepare()
+    engine = make_engine(f"sqlite:///{tmp_path / 'api.db'}")
+    with Session(engine) as session:  # the job whose keys the tests write
+        now = utcnow()
+        session.add(
+            Job(
+                id="j",
+                process_id="p",
+                status=JobStatus.RUNNING,
+                created=now,
+                updated=now,
+                launch={},
+            )
+        )
+        session.commit()
+    ledger = QuotaLedger(engine, QUOTA)
     app = FastAPI()
-    app.state.services = types.SimpleNamespace(store=store)
+    app.state.services = types.SimpleNamespace(store=store, engine=engine, ledger=ledger)
     app.include_router(router)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from workflow_api.errors import install_error_handlers
-from workflow_api.routes import admin, jobs, landing, processes, storage, uploads
+from workflow_api.routes import admin, jobs, landing, processes, quota, storage, uploads
 from workflow_api.services import build_services
 from workflow_api.settings import Settings
 
@@ -39,7 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(PublicPath, path=urlsplit(settings.base_url).path)
     install_error_handlers(app)
-    for module in (landing, processes, jobs, uploads, admin, storage):
+    for module in (landing, processes, jobs, uploads, quota, admin, storage):
         app.include_router(module.router)
     return app
 

@@ -1,4 +1,5 @@
-"""Persisted state of one workflow-api: grants, uploads, jobs (SQLModel; SQLite or PostgreSQL)."""
+"""Persisted state of one workflow-api: grants, uploads, jobs, stored objects (SQLModel; SQLite or
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,17 @@ class Job(SQLModel, table=True):
     process_start_ticks: int | None = None
 
 
+class StoredObject(SQLModel, table=True):
+    """One object a job stored (output, log, report, progress line, inline input): the quota
+    ledger's persisted count of job data (uploads are counted from their own table)."""
+
+    __tablename__ = "stored_objects"
+
+    key: str = Field(primary_key=True)
+    job_id: str | None = Field(default=None, index=True)
+    size: int
+
+
 def make_engine(url: str, tables: Sequence[type[SQLModel]] | None = None) -> Engine:
     """An engine with the tables created (this service's, unless others are named)."""
     if url.startswith("sqlite"):
@@ -86,7 +98,7 @@ def make_engine(url: str, tables: Sequence[type[SQLModel]] | None = None) -> Eng
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    models = (Grant, Upload, Job) if tables is None else tables
+    models = (Grant, Upload, Job, StoredObject) if tables is None else tables
     SQLModel.metadata.create_all(engine, tables=[_table(model) for model in models])
     return engine
 

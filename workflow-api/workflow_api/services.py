@@ -12,16 +12,18 @@ from sqlalchemy.engine import Engine
 from workflow_api.assets import AssetRegistry
 from workflow_api.auth import JwksSource, TokenVerifier
 from workflow_api.db import make_engine
+from workflow_api.execution.job_storage import JobStorage
 from workflow_api.execution.local import LocalJobRunner
 from workflow_api.execution.manager import JobManager
 from workflow_api.execution.notifications import Notifier
 from workflow_api.execution.runner import JobRunner
 from workflow_api.inputs import FileSource, InputResolver
+from workflow_api.quota import QuotaLedger
 from workflow_api.settings import Settings
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore
 from workflow_api.storage.factory import make_store
-from workflow_api.uploads import QuotaLedger, UploadService, fetch_text
+from workflow_api.uploads import UploadService, fetch_text
 from workflow_contracts.asset import load_catalog
 from workflow_contracts.manifest import ArchiveLimits
 
@@ -31,6 +33,7 @@ class Services:
     settings: Settings
     engine: Engine
     store: ObjectStore
+    ledger: QuotaLedger
     assets: AssetRegistry
     uploads: UploadService
     inputs: InputResolver
@@ -45,6 +48,7 @@ def _make_runner(settings: Settings, store: ObjectStore) -> JobRunner:
             settings.data_dir / "workspaces",
             grace_seconds=settings.dismiss_grace_seconds,
             poll_seconds=settings.progress_poll_seconds,
+            max_log_size=settings.max_job_log_size,
         ),
         "kubernetes": lambda: _make_kubernetes_runner(settings, store),
     }
@@ -101,12 +105,13 @@ def build_services(settings: Settings) -> Services:
     catalog = load_catalog(settings.assets_dir)
     assets = AssetRegistry(catalog, engine)
     ttl = timedelta(seconds=settings.signed_url_ttl_seconds)
+    ledger = QuotaLedger(engine, settings.storage_quota)
     uploads = UploadService(
         engine=engine,
         store=store,
         incoming_dir=incoming,
         max_size=settings.max_upload_size,
-        ledger=QuotaLedger(engine, settings.storage_quota),
+        ledger=ledger,
     )
 
     def read_text(source: FileSource, limit: int) -> str:
@@ -133,6 +138,7 @@ def build_services(settings: Settings) -> Services:
         catalog=catalog.get,
         store=store,
         runner=_make_runner(settings, store),
+        storage=JobStorage(ledger, store),
         notifier=notifier,
         base_url=settings.base_url,
         max_running=settings.max_running_jobs,
@@ -158,6 +164,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         engine=engine,
         store=store,
+        ledger=ledger,
         assets=assets,
         uploads=uploads,
         inputs=inputs,

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     max_inline_env_file_size: int = Field(default=64 * 1024, gt=0)
     archive_max_total_size: int = Field(default=10 * GiB, gt=0)
     archive_max_files: int = Field(default=100_000, gt=0)
+    max_job_log_size: int = Field(
+        default=16 * MiB, gt=0, description="a local job's log keeps its last this many bytes"
+    )
 
     # execution
     runner: Literal["local", "kubernetes"] = "local"

@@ -8,53 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import httpx
-from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from workflow_api.db import Job, Upload, utcnow
+from workflow_api.db import Upload, utcnow
 from workflow_api.errors import BadRequestError, NoSuchUploadError, PayloadTooLargeError
+from workflow_api.quota import QuotaLedger
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore
 
 WRITE_BATCH_BYTES = 4 * 1024 * 1024
-
-
-class QuotaLedger:
-    """Bytes stored plus bytes being received right now, so parallel uploads can't overshoot."""
-
-    def __init__(self, engine: Engine, quota: int) -> None:
-        self._engine = engine
-        self.quota = quota
-        self._reserved = 0
-        self._lock = threading.Lock()
-
-    def stored(self) -> int:
-        with Session(self._engine) as session:
-            uploads = session.exec(select(func.coalesce(func.sum(Upload.size), 0))).one()
-            jobs = session.exec(select(func.coalesce(func.sum(Job.stored_bytes), 0))).one()
-        return int(uploads) + int(jobs)
-
-    def reserve(self, size: int) -> None:
-        with self._lock:
-            free = self.quota - self.stored() - self._reserved
-            if size > free:
-                raise PayloadTooLargeError(
-                    f"storage quota exceeded: {max(free, 0)} of {self.quota} bytes are free; "
-                    "delete uploads or finished jobs to make room"
-                )
-            self._reserved += size
-
-    def release(self, size: int) -> None:
-        with self._lock:
-            self._reserved -= size
 
 
 class UploadService:

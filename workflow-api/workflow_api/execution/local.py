@@ -2,14 +2,17 @@
 
 Per job: `data-sidecar stage-in` (in a worker thread) → the asset's local command in its own
 process group with a timeout, its progress file relayed → `data-sidecar push-out` (worker thread),
-which runs whether the worker succeeded or failed. Cancelling kills the whole process group
-(SIGTERM, then SIGKILL after a grace period) before the cancellation completes.
+which runs whether the worker succeeded or failed; the log is first cut to its last
+`max_log_size` bytes, and push-out asks the quota ledger (`JobRun.admit`) before it uploads.
+Cancelling kills the whole process group (SIGTERM, then SIGKILL after a grace period) before the
+cancellation completes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -24,6 +27,7 @@ from data_sidecar.errors import SidecarError
 from workflow_api.execution.runner import JobRun, Outcome
 from workflow_api.processes import ProcessIdentity, signal_group
 from workflow_contracts.asset import WorkflowAsset
+from workflow_contracts.manifest import JobManifest
 from workflow_contracts.workspace import (
     INPUTS_DIR,
     INPUTS_DIR_ENV,
@@ -40,8 +44,16 @@ PUSH_OUT_ON_CANCEL_SECONDS = 10.0
 
 
 class LocalJobRunner:
-    def __init__(self, work_dir: Path, *, grace_seconds: float, poll_seconds: float) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        grace_seconds: float,
+        poll_seconds: float,
+        max_log_size: int = 16 * 1024**2,
+    ) -> None:
         self._work_dir = work_dir
+        self._max_log_size = max_log_size
         self._grace_seconds = grace_seconds
         self._poll_seconds = poll_seconds
         self._closing = False
@@ -69,8 +81,11 @@ class LocalJobRunner:
         workspace.mkdir(parents=True)
         try:
             exit_code, error = await self._stage_and_work(job, workspace, log_path)
+            await asyncio.to_thread(bound_log, log_path, self._max_log_size)
             report = await asyncio.to_thread(
-                push_out, job.manifest, workspace, log_path, self._http
+                functools.partial(
+                    push_out, job.manifest, workspace, log_path, self._http, admit=job.admit
+                )
             )
             return Outcome(exit_code=exit_code, error=error, report=report)
         except asyncio.CancelledError:
@@ -161,10 +176,16 @@ class LocalJobRunner:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 asyncio.shield(
-                    asyncio.to_thread(push_out, manifest, workspace, log_path, self._http)
+                    asyncio.to_thread(self._push_log, manifest, job, workspace, log_path)
                 ),
                 PUSH_OUT_ON_CANCEL_SECONDS,
             )
+
+    def _push_log(
+        self, manifest: JobManifest, job: JobRun, workspace: Path, log_path: Path
+    ) -> None:
+        bound_log(log_path, self._max_log_size)
+        push_out(manifest, workspace, log_path, self._http, admit=job.admit)
 
     def refusal(self, asset: WorkflowAsset) -> str | None:
         if asset.local is None:
@@ -202,6 +223,24 @@ async def _stop_group(process: asyncio.subprocess.Process, grace_seconds: float)
 def _signal_group(group: int, signal_number: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signal_number)
+
+
+def bound_log(path: Path, limit: int) -> None:
+    """Keep at most `limit` bytes of a log: its last part, after a note saying it was cut."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size <= limit:
+        return
+    note = f"[runner] the log had {size} bytes; only its last part is kept\n".encode()
+    keep = max(limit - len(note), 0)
+    with path.open("rb") as source:
+        source.seek(size - keep)
+        tail = source.read(keep)
+    scratch = path.with_name(f".{path.name}.bounded")
+    scratch.write_bytes(note + tail)
+    scratch.replace(path)
 
 
 def _append(path: Path, text: str) -> None:

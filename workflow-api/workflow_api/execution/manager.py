@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 
 from workflow_api.db import Job, JobStatus, utcnow
 from workflow_api.errors import NoSuchJobError
+from workflow_api.execution.job_storage import JobStorage
 from workflow_api.execution.notifications import Notifier
 from workflow_api.execution.runner import JobRun, JobRunner, Outcome
 from workflow_api.inputs import Launch, Subscriber
@@ -50,6 +51,7 @@ class JobManager:
         catalog: Catalog,
         store: ObjectStore,
         runner: JobRunner,
+        storage: JobStorage,
         notifier: Notifier,
         base_url: str,
         max_running: int,
@@ -61,6 +63,7 @@ class JobManager:
         self._catalog = catalog
         self._store = store
         self._runner = runner
+        self._storage = storage
         self._notifier = notifier
         self._base_url = base_url
         self._max_running = max_running
@@ -139,7 +142,7 @@ class JobManager:
         return self.get(job_id)
 
     def remove(self, job_id: str) -> None:
-        """Delete a finished job and everything it stored."""
+        """Delete a finished job and everything it stored; its quota is free again."""
         job = self.get(job_id)
         self._store.delete_prefix(keys.job_prefix(job.id))
         with Session(self._engine) as session:
@@ -147,6 +150,7 @@ class JobManager:
             if stored is not None:
                 session.delete(stored)
                 session.commit()
+        self._storage.forget(job_id)
         log.info("job %s removed", job_id)
 
     def dismiss_process(self, process_id: str) -> int:
@@ -252,6 +256,7 @@ class JobManager:
             ),
             on_started=lambda identity: asyncio.to_thread(self._record_process, job_id, identity),
             resumed=resumed,
+            admit=self._storage.admission(job_id),
         )
         try:
             outcome = await self._runner.run(run)
@@ -263,7 +268,8 @@ class JobManager:
             log.exception("job %s: the runner failed", job_id)
             outcome = Outcome(exit_code=None, error=f"internal error: {error}", report=None)
         status, message, results = _judge(asset, outcome)
-        await self._finish(job_id, status, message, results)
+        refused = outcome.report.refused if outcome.report is not None else None
+        await self._finish(job_id, status, message, results, refused=refused)
 
     # --- persistence helpers (threads) ---------------------------------------------------------
 
@@ -289,19 +295,40 @@ class JobManager:
         return changed
 
     async def _finish(
-        self, job_id: str, status: JobStatus, message: str, results: dict[str, Any] | None
+        self,
+        job_id: str,
+        status: JobStatus,
+        message: str,
+        results: dict[str, Any] | None,
+        *,
+        refused: str | None = None,
     ) -> None:
         def persist() -> Job | None:
+            with Session(self._engine) as session:
+                current = session.get(Job, job_id)
+                if current is None or current.status.finished:
+                    return None
+                asset = self._catalog(current.process_id)
+            settled = self._storage.settle(job_id, asset, refused=refused)
             now = utcnow()
             with Session(self._engine) as session:
                 job = session.get(Job, job_id)
                 if job is None or job.status.finished:
                     return None
-                job.status, job.message, job.updated, job.finished = status, message, now, now
-                if status is JobStatus.SUCCESSFUL:
+                if settled.refusal is not None:
+                    status_now, message_now, results_now = JobStatus.FAILED, settled.refusal, None
+                else:
+                    status_now, message_now, results_now = status, message, results
+                job.status, job.message, job.updated, job.finished = (
+                    status_now,
+                    message_now,
+                    now,
+                    now,
+                )
+                if status_now is JobStatus.SUCCESSFUL:
                     job.progress = 100
-                job.results = results
-                job.stored_bytes = self._stored_bytes(job_id, results)
+                job.results = results_now
+                job.stored_bytes = settled.stored_bytes
                 session.add(job)
                 session.commit()
                 session.refresh(job)
@@ -309,12 +336,8 @@ class JobManager:
 
         job = await asyncio.to_thread(persist)
         if job is not None:
-            log.info("job %s is %s: %s", job_id, status.value, message)
+            log.info("job %s is %s: %s", job_id, job.status.value, job.message)
             self._notify_finished(job)
-
-    def _stored_bytes(self, job_id: str, results: dict[str, Any] | None) -> int:
-        outputs = sum(int(stored["size"]) for stored in (results or {}).values())
-        return outputs + (self._store.size(keys.log_key(job_id)) or 0)
 
     def _record_progress(self, job_id: str, percent: int, message: str) -> None:
         with Session(self._engine) as session:
@@ -352,12 +375,17 @@ class JobManager:
                 resumed.append(job.id)
             else:
                 self._transition(job.id, {JobStatus.RUNNING}, JobStatus.FAILED, RESTARTED_MESSAGE)
+                self._storage.settle(job.id, self._catalog(job.process_id), refused=None)
         return resumed
 
     def _store_inline(self, job_id: str, input_id: str, text: str) -> None:
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False) as handle:
-            handle.write(text)
-        self._store.put_file(keys.inline_input_key(job_id, input_id), Path(handle.name))
+        key = keys.inline_input_key(job_id, input_id)
+        data = text.encode("utf-8")
+        self._storage.store_inline(job_id, key, len(data))
+        with tempfile.NamedTemporaryFile("wb", delete=False) as handle:
+            handle.write(data)
+        self._store.put_file(key, Path(handle.name))
+        self._storage.record(job_id, key, len(data))
 
     # --- documents -------------------------------------------------------------------------------
 
@@ -398,6 +426,7 @@ class JobManager:
             ],
             log_url=signed("PUT", keys.log_key(job_id)),
             archive_limits=self._archive_limits,
+            storage=self._storage.budget(),
         )
 
     def _notify(self, job: Job, uri_name: str, body: dict[str, Any]) -> None:
@@ -433,8 +462,10 @@ def _judge(asset: WorkflowAsset, outcome: Outcome) -> tuple[JobStatus, str, dict
             for output_id, pushed in report.pushed.items()
             if (output := asset.output(output_id)) is not None
         }
-    if outcome.error is not None:
-        return JobStatus.FAILED, outcome.error, results
+    refused = report.refused if report is not None else None  # outputs deleted: see JobStorage
+    failure = refused or outcome.error
+    if failure is not None:
+        return JobStatus.FAILED, failure, None if refused else results
     if outcome.exit_code != 0:
         return JobStatus.FAILED, f"the worker exited with code {outcome.exit_code}", results
     if report is None:

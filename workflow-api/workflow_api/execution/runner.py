@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from data_sidecar.push_out import Admit
 from workflow_api.processes import ProcessIdentity
 from workflow_contracts.asset import WorkflowAsset
 from workflow_contracts.manifest import JobManifest, PushOutReport
@@ -31,6 +32,7 @@ class JobRun:
     on_progress: Callable[[int, str], Awaitable[None]]
     on_started: Callable[[ProcessIdentity], Awaitable[None]]
     resumed: bool = False  # after a restart: follow what runs already, start nothing new
+    admit: Admit | None = None  # asks the quota ledger before push-out (where it runs in-process)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,13 @@ These routes take no bearer token: the `method`, `expires` and `signature` query
 by `FilesystemStore.signed_url` are the authorisation (see `workflow_api.storage.signing`). They
 answer 404 when the app's store is not a `FilesystemStore` (S3 serves its own presigned URLs).
 
+A PUT holds room in the consumer's quota ledger while it receives (all of Content-Length at
+once, else in steps), and the object counts as stored once it is in place; a PUT for a job that
+no longer exists is refused, so a late push-out cannot leave uncounted objects behind.
+
 Refusals, as `application/problem+json`: invalid key 400; unsigned, tampered or signed for
-another method 403 (`invalid-signature`); expired 403 (`expired-signature`); no such object 404;
+another method 403 (`invalid-signature`); expired 403 (`expired-signature`); no such object or job
+404; over the storage quota 413 (`quota-exceeded`, the detail says how short it is);
 unsatisfiable range 416.
 """
 
@@ -20,16 +25,19 @@ import tempfile
 from collections.abc import AsyncIterator
 from io import FileIO
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlmodel import Session
 from starlette.requests import ClientDisconnect
 
+from workflow_api.db import Job
 from workflow_api.errors import problem
-from workflow_api.storage.base import InvalidKeyError, check_key
+from workflow_api.quota import QuotaExceededError, QuotaLedger
+from workflow_api.storage.base import InvalidKeyError, check_key, describe_key, job_of_key
 from workflow_api.storage.filesystem import FilesystemStore
 from workflow_api.storage.signing import ExpiredSignedUrlError, InvalidSignedUrlError
 
@@ -39,6 +47,7 @@ router = APIRouter(tags=["storage"])
 
 CHUNK_SIZE = 1024**2
 WRITE_BATCH_SIZE = 4 * 1024**2
+HOLD_STEP = 64 * 1024**2  # quota held at a time for a body without Content-Length
 _BYTE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 
 SignedQuery = Annotated[str | None, Query()]
@@ -138,12 +147,34 @@ async def put_object(
         store = _authorise(request, key, "PUT", method=method, expires=expires, signature=signature)
     except _Refusal as refusal:
         return refusal.response
+    services = request.app.state.services
+    job_id = job_of_key(key)
+    if job_id is not None and not await anyio.to_thread.run_sync(_job_exists, services, job_id):
+        return problem(404, "not-found", "No such job", f"the job {job_id!r} no longer exists")
+    room = _Room(services.ledger, key, job_id, _content_length(request))
+    try:
+        await room.cover(0)
+    except QuotaExceededError as error:
+        return problem(413, "quota-exceeded", "Storage quota exceeded", error.detail)
+    try:
+        return await _receive(request, store, key, room)
+    except QuotaExceededError as error:
+        return problem(413, "quota-exceeded", "Storage quota exceeded", error.detail)
+    finally:
+        if not room.recorded:
+            await anyio.to_thread.run_sync(services.ledger.release_key, key)
+
+
+async def _receive(request: Request, store: FilesystemStore, key: str, room: _Room) -> Response:
     incoming = await anyio.to_thread.run_sync(store.incoming_dir)
     file, temporary = await anyio.to_thread.run_sync(_create_temporary, incoming)
+    size = 0
     try:
         try:
             batch = bytearray()
             async for chunk in request.stream():
+                size += len(chunk)
+                await room.cover(size)
                 batch += chunk
                 if len(batch) >= WRITE_BATCH_SIZE:
                     await anyio.to_thread.run_sync(file.write, batch)
@@ -153,6 +184,7 @@ async def put_object(
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(file.close)
         await anyio.to_thread.run_sync(store.put_file, key, temporary)
+        await anyio.to_thread.run_sync(room.record, size)
     except ClientDisconnect:
         log.info("upload of object %s was interrupted by the client", key)
         return problem(400, "upload-interrupted", "Upload interrupted", "the body was cut short")
@@ -165,6 +197,52 @@ async def put_object(
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(functools.partial(temporary.unlink, missing_ok=True))
     return Response(status_code=200)
+
+
+class _Room:
+    """The quota held for one PUT: all of Content-Length at once, else `HOLD_STEP` at a time."""
+
+    def __init__(
+        self, ledger: QuotaLedger, key: str, job_id: str | None, declared: int | None
+    ) -> None:
+        self._ledger = ledger
+        self._key = key
+        self._job_id = job_id
+        self._declared = declared
+        self._held = 0
+        self.recorded = False
+
+    async def cover(self, size: int) -> None:
+        if self._held and size <= self._held:
+            return
+        if self._declared is not None:
+            await self._hold(max(self._declared, size))
+            return
+        try:
+            await self._hold(max(size, self._held + HOLD_STEP))
+        except QuotaExceededError:
+            if size == 0:
+                return
+            await self._hold(size)  # no step's worth left: just what arrived
+
+    async def _hold(self, size: int) -> None:
+        what = describe_key(self._key)
+        await anyio.to_thread.run_sync(self._ledger.hold, {self._key: size}, self._job_id, what)
+        self._held = size
+
+    def record(self, size: int) -> None:
+        self._ledger.record(self._key, size, self._job_id)
+        self.recorded = True
+
+
+def _job_exists(services: Any, job_id: str) -> bool:
+    with Session(services.engine) as session:
+        return session.get(Job, job_id) is not None
+
+
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isdigit() else None
 
 
 def _authorise(

@@ -47,6 +47,31 @@ def inline_input_key(job_id: str, input_id: str) -> str:
     return check_key(f"jobs/{job_id}/inputs/{input_id}")
 
 
+def outputs_prefix(job_id: str) -> str:
+    return check_key(f"jobs/{job_id}/outputs") + "/"
+
+
+def job_of_key(key: str) -> str | None:
+    """The job whose prefix holds `key`, or None for a key outside `jobs/`."""
+    parts = key.split("/")
+    return parts[1] if len(parts) >= 3 and parts[0] == "jobs" else None
+
+
+def describe_key(key: str) -> str:
+    """What `key` holds, for people: `output 'result'`, `the log`, ..."""
+    parts = key.split("/")
+    if len(parts) == 4 and parts[0] == "jobs" and parts[2] == "outputs":
+        return f"output {parts[3]!r}"
+    names = {
+        "log.txt": "the log",
+        "push-out-report.json": "the push-out report",
+        "progress.txt": "the progress line",
+    }
+    if len(parts) == 3 and parts[0] == "jobs":
+        return names.get(parts[2], "the object")
+    return "the object"
+
+
 def report_key(job_id: str) -> str:
     return check_key(f"jobs/{job_id}/push-out-report.json")
 

@@ -40,6 +40,8 @@ class FilesystemStore:
     # ObjectStore
 
     def prepare(self) -> None:
+        """Also empties `.incoming`: partial PUTs of an earlier run were never counted."""
+        shutil.rmtree(self._root / INCOMING_DIRECTORY, ignore_errors=True)
         self.incoming_dir()
 
     def put_file(self, key: str, source: Path) -> None:
