@@ -73,12 +73,19 @@ class ArchiveLimits(_Wire):
     max_files: int = Field(default=100_000, gt=0)
 
 
+UploadForm = dict[str, str]
+"""The fields of an S3 presigned POST, sent as multipart/form-data before the file: its signed
+policy names the object and bounds its size, so the storage itself refuses a larger body."""
+
+
 class OutputTarget(_Wire):
-    """One declared output to upload from `outputs/<id>` (directories as a zip archive)."""
+    """One declared output to upload from `outputs/<id>` (directories as a zip archive): PUT to
+    `url`, or with `form` a presigned POST to it."""
 
     id: str
     kind: OutputKind
     url: str
+    form: UploadForm | None = None
 
 
 class JobManifest(_Wire):
@@ -92,6 +99,8 @@ class JobManifest(_Wire):
         default=None,
         description="where `data-sidecar follow` PUTs the worker's latest progress line",
     )
+    report_form: UploadForm | None = Field(default=None, description="POST the report instead")
+    progress_form: UploadForm | None = Field(default=None, description="POST progress instead")
     archive_limits: ArchiveLimits = ArchiveLimits()
     storage: StorageBudget | None = Field(
         default=None, description="the consumer's storage quota, free part at job start"

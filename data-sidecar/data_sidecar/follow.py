@@ -1,11 +1,12 @@
 """Follow: the sidecar beside a running worker (Kubernetes), push-out when it is told to stop.
 
 While the worker runs, the latest valid line of its progress file is PUT to the manifest's
-`progress_url` whenever it changes (one attempt per change, failures only logged: progress is a
-courtesy, the job must not suffer for it). When `stop` is set (the CLI sets it on SIGTERM, which the
-kubelet sends to a native sidecar once the worker container has ended, for whatever reason: exit,
-crash, OOM kill), the last progress is relayed and push-out runs: outputs and report; the log is
-not ours to push, the job runner reads it from the cluster.
+`progress_url` (or POSTed with `progress_form`) whenever it changes (one attempt per change,
+failures only logged: progress is a courtesy, the job must not suffer for it). When `stop` is
+set (the CLI sets it on SIGTERM, which the kubelet sends to a native sidecar once the worker
+container has ended, for whatever reason: exit, crash, OOM kill), the last progress is relayed and
+push-out runs: outputs and report; the log is not ours to push, the job runner reads it from the
+cluster.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class ProgressRelay:
 
     def __init__(self, manifest: JobManifest, progress_file: Path) -> None:
         self._url = manifest.progress_url
+        self._form = manifest.progress_form
         self._job_id = manifest.job_id
         self._progress_file = progress_file
         self._sent: str | None = None
@@ -59,7 +61,13 @@ class ProgressRelay:
         if line is None or line == self._sent:
             return
         try:
-            response = http.put(self._url, content=line.encode(), timeout=PROGRESS_TIMEOUT)
+            if self._form is None:
+                response = http.put(self._url, content=line.encode(), timeout=PROGRESS_TIMEOUT)
+            else:  # a presigned POST whose policy bounds the object's size
+                files = {"file": ("progress.txt", line.encode(), "text/plain")}
+                response = http.post(
+                    self._url, data=self._form, files=files, timeout=PROGRESS_TIMEOUT
+                )
             check_status(response, "PUT", self._url)
         except Exception as error:  # progress is best effort, never fatal
             log.warning(

@@ -1,38 +1,29 @@
-"""Push-out: upload a job's outputs, its log and a report through signed PUT URLs.
+"""Push-out: upload a job's outputs, its log and a report through signed targets.
 
 Each declared output found under `<workspace>/outputs/<id>` is uploaded (a directory as a zip
 archive built in a temporary file); a failed upload is recorded and the others still go. Before
 any output is sent their total size is admitted against the consumer's storage quota (`Admit`);
-a refusal, there or as HTTP 413 from the storage, stops the outputs and says so in the report.
-Bodies are streamed from disk with an explicit Content-Length, and re-sent from the start on a
-retry.
+a refusal, there or by the storage (see `data_sidecar.uploads`), stops the outputs and says so in
+the report.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
 import stat
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from data_sidecar.errors import PushOutError, StorageRefusedError, TransferError
-from data_sidecar.transport import (
-    CHUNK_SIZE,
-    TransferPolicy,
-    check_status,
-    client_for,
-    describe,
-    safe_url,
-    with_retries,
-)
+from data_sidecar.errors import PushOutError, StorageRefusedError
+from data_sidecar.transport import TransferPolicy, client_for
+from data_sidecar.uploads import upload_bytes, upload_file
 from workflow_contracts.asset import IDENTIFIER_PATTERN, OutputKind
 from workflow_contracts.manifest import (
     JobManifest,
@@ -66,8 +57,6 @@ Admit = Callable[[Mapping[str, int]], str | None]
 None to go ahead, else why the consumer's storage quota has no room (nothing is uploaded then)."""
 
 LOG_TARGET = ".log"  # not a valid output id, so it never names an output
-PAYLOAD_TOO_LARGE = 413
-_DETAIL_LIMIT = 300
 
 
 def push_out(
@@ -110,7 +99,7 @@ def run_push_out(
                 refusal = admit({LOG_TARGET: log_path.stat().st_size})
                 if refusal is not None:
                     raise StorageRefusedError(refusal)
-                _upload(http, manifest.log_url, log_path, policy)
+                upload_file(http, manifest.log_url, log_path, policy, None)
                 log_pushed = True
             except (PushOutError, OSError) as error:
                 log.error("job %s: log: %s", manifest.job_id, error)
@@ -124,7 +113,8 @@ def run_push_out(
         )
         if manifest.report_url is not None:
             try:
-                _upload_bytes(http, manifest.report_url, report.model_dump_json().encode(), policy)
+                body = report.model_dump_json().encode()
+                upload_bytes(http, manifest.report_url, body, policy, manifest.report_form)
             except PushOutError as error:
                 log.error("job %s: report: %s", manifest.job_id, error)
                 errors.append(f"report: {error}")
@@ -191,7 +181,10 @@ def _push_outputs(
             return outcome
         for item in prepared:
             try:
-                outcome.pushed[item.target.id] = _upload(http, item.target.url, item.path, policy)
+                target = item.target
+                outcome.pushed[target.id] = upload_file(
+                    http, target.url, item.path, policy, target.form
+                )
             except StorageRefusedError as error:
                 log.error("job %s: output %s: %s", manifest.job_id, item.target.id, error)
                 outcome.refused = str(error)
@@ -265,73 +258,3 @@ def zip_directory(directory: Path, archive: Path) -> None:
                     bundle.write(path, arcname)
                 else:
                     log.warning("skipping %s: not a regular file or directory", arcname)
-
-
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as source:
-        while chunk := source.read(CHUNK_SIZE):
-            yield chunk
-
-
-def _digest(path: Path) -> PushedOutput:
-    digest = hashlib.sha256()
-    size = 0
-    for chunk in _file_chunks(path):
-        size += len(chunk)
-        digest.update(chunk)
-    return PushedOutput(size=size, sha256=digest.hexdigest())
-
-
-def _upload(http: httpx.Client, url: str, path: Path, policy: TransferPolicy) -> PushedOutput:
-    """PUT the file at `path`, streamed; returns the size and digest of what was sent."""
-    try:
-        summary = _digest(path)
-    except OSError as error:
-        raise PushOutError(f"cannot read {path.name}: {error}") from error
-
-    def attempt() -> None:
-        response = http.put(
-            url,
-            content=_file_chunks(path),
-            headers={"Content-Length": str(summary.size)},
-            timeout=policy.timeout,
-        )
-        if response.status_code == PAYLOAD_TOO_LARGE:
-            raise StorageRefusedError(_refusal_detail(response, summary.size))
-        check_status(response, "PUT", url)
-
-    _put_with_retries(url, policy, attempt)
-    return summary
-
-
-def _refusal_detail(response: httpx.Response, size: int) -> str:
-    """The storage's own reason (the workflow-api's problem JSON `detail`), else a generic one."""
-    detail = None
-    if "json" in response.headers.get("content-type", ""):
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and isinstance(body.get("detail"), str):
-            detail = " ".join(body["detail"].split())[:_DETAIL_LIMIT]
-    return detail or f"the storage refused {size} bytes as too large (HTTP 413)"
-
-
-def _upload_bytes(http: httpx.Client, url: str, body: bytes, policy: TransferPolicy) -> None:
-    def attempt() -> None:
-        response = http.put(
-            url, content=body, headers={"Content-Type": "application/json"}, timeout=policy.timeout
-        )
-        check_status(response, "PUT", url)
-
-    _put_with_retries(url, policy, attempt)
-
-
-def _put_with_retries(url: str, policy: TransferPolicy, attempt: Callable[[], None]) -> None:
-    try:
-        with_retries(policy, "PUT", url, attempt)
-    except TransferError as error:
-        raise PushOutError(str(error)) from error
-    except (httpx.HTTPError, httpx.InvalidURL, OSError) as error:
-        raise PushOutError(f"PUT {safe_url(url)} failed: {describe(error, url)}") from error
-    log.info("uploaded %s", safe_url(url))

@@ -24,7 +24,7 @@ from workflow_api.execution import kubernetes_status as status
 from workflow_api.execution.kubernetes_api import ClusterApi, KubernetesApiError
 from workflow_api.execution.kubernetes_objects import STAGE_IN_CONTAINER, WORKER_CONTAINER
 from workflow_api.storage import base as keys
-from workflow_api.storage.base import ObjectStore
+from workflow_api.storage.base import ObjectStore, SignedUpload
 from workflow_contracts.manifest import PushOutReport
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,10 @@ class JobArtifacts:
     def close(self) -> None:
         self._http.close()
 
-    def signed_put(self, key: str, ttl: timedelta) -> str:
-        return self._store.signed_url("PUT", key, ttl)
+    def signed_upload(self, key: str, ttl: timedelta) -> SignedUpload:
+        """Where the sidecar uploads a small object (progress, report): at most
+        `OBJECT_LIMIT_BYTES`, which is also all the runner reads back."""
+        return self._store.signed_upload(key, ttl, OBJECT_LIMIT_BYTES)
 
     # --- the log ------------------------------------------------------------------------------
 

@@ -165,10 +165,14 @@ class KubernetesJobRunner:
         """Create (or adopt) the Job and its Secret; False when resuming finds no Job."""
         lifetime = timedelta(seconds=job.asset.execution.timeout_seconds) + URL_MARGIN
         ttl = lifetime + timedelta(seconds=self._template.push_out_grace_seconds)
+        report = self._artifacts.signed_upload(keys.report_key(job.job_id), ttl)
+        progress = self._artifacts.signed_upload(keys.progress_key(job.job_id), ttl)
         manifest = job.manifest.model_copy(
             update={
-                "report_url": self._artifacts.signed_put(keys.report_key(job.job_id), ttl),
-                "progress_url": self._artifacts.signed_put(keys.progress_key(job.job_id), ttl),
+                "report_url": report.url,
+                "report_form": report.form,
+                "progress_url": progress.url,
+                "progress_form": progress.form,
             }
         )
         spec = JobSpec(

@@ -416,17 +416,25 @@ class JobManager:
                     max_size=source.max_size,
                 )
             )
+        # Each output may take at most what is free now: S3 enforces that from the upload's
+        # signed policy, the filesystem store's route from the ledger (see JobStorage).
+        budget = self._storage.budget()
+        outputs = []
+        for output in asset.outputs:
+            upload = self._store.signed_upload(
+                keys.output_key(job_id, output.id), ttl, budget.free_bytes
+            )
+            outputs.append(
+                OutputTarget(id=output.id, kind=output.kind, url=upload.url, form=upload.form)
+            )
         return JobManifest(
             job_id=job_id,
             inputs=inputs,
             literals=launch.literals,
-            outputs=[
-                OutputTarget(id=o.id, kind=o.kind, url=signed("PUT", keys.output_key(job_id, o.id)))
-                for o in asset.outputs
-            ],
+            outputs=outputs,
             log_url=signed("PUT", keys.log_key(job_id)),
             archive_limits=self._archive_limits,
-            storage=self._storage.budget(),
+            storage=budget,
         )
 
     def _notify(self, job: Job, uri_name: str, body: dict[str, Any]) -> None:

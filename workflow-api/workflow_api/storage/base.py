@@ -8,6 +8,7 @@ consumer's root directory, bucket or prefix.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal, Protocol
@@ -81,6 +82,15 @@ def progress_key(job_id: str) -> str:
     return check_key(f"jobs/{job_id}/progress.txt")
 
 
+@dataclass(frozen=True)
+class SignedUpload:
+    """Where a job uploads one object: a signed PUT URL (`form` None), or an S3 presigned POST
+    whose policy (`form`, sent as multipart fields before the file) bounds the object's size."""
+
+    url: str
+    form: dict[str, str] | None = None
+
+
 class ObjectStore(Protocol):
     def prepare(self) -> None:
         """Create what the store needs (directory, bucket); idempotent."""
@@ -90,6 +100,11 @@ class ObjectStore(Protocol):
 
     def signed_url(self, method: SignedMethod, key: str, ttl: timedelta) -> str:
         """A URL that allows exactly `method` on `key` until `ttl` has passed."""
+
+    def signed_upload(self, key: str, ttl: timedelta, max_size: int) -> SignedUpload:
+        """Allow one upload to `key` until `ttl` has passed, of at most `max_size` bytes where
+        the store itself can enforce that (S3); the filesystem store's PUT route enforces the
+        quota ledger instead."""
 
     def size(self, key: str) -> int | None:
         """The object's size in bytes, or None if it does not exist."""

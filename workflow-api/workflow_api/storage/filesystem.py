@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from workflow_api.storage import signing
-from workflow_api.storage.base import InvalidKeyError, SignedMethod, check_key
+from workflow_api.storage.base import InvalidKeyError, SignedMethod, SignedUpload, check_key
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,10 @@ class FilesystemStore:
             }
         )
         return f"{self._base_url}/storage/{key}?{query}"
+
+    def signed_upload(self, key: str, ttl: timedelta, max_size: int) -> SignedUpload:
+        """A signed PUT: the route holds the quota while it receives, so no cap is signed."""
+        return SignedUpload(self.signed_url("PUT", key, ttl))
 
     def size(self, key: str) -> int | None:
         try:

@@ -7,15 +7,17 @@ presigned URLs, so no storage credentials ever leave this process.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import urllib3
 from minio import Minio
+from minio.datatypes import PostPolicy
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
-from workflow_api.storage.base import InvalidKeyError, SignedMethod, check_key
+from workflow_api.storage.base import InvalidKeyError, SignedMethod, SignedUpload, check_key
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,19 @@ class S3Store:
         else:
             url = self._client.presigned_put_object(self._bucket, name, expires=ttl)
         return url
+
+    def signed_upload(self, key: str, ttl: timedelta, max_size: int) -> SignedUpload:
+        """A presigned POST whose policy allows exactly this key and at most `max_size` bytes:
+        S3 refuses a larger body (`EntityTooLarge`), which a presigned PUT could not."""
+        name = self._object_name(key)
+        policy = PostPolicy(self._bucket, datetime.now(UTC) + ttl)
+        policy.add_equals_condition("key", name)
+        policy.add_content_length_range_condition(0, max_size)
+        form = {"key": name, **self._client.presigned_post_policy(policy)}
+        # The bucket's URL: the object's presigned URL without the object's name and query.
+        parts = urlsplit(self._client.presigned_put_object(self._bucket, name, expires=ttl))
+        path = parts.path.removesuffix("/" + quote(name, safe="/~")) or "/"
+        return SignedUpload(urlunsplit((parts.scheme, parts.netloc, path, "", "")), form)
 
     def size(self, key: str) -> int | None:
         try:
