@@ -99,6 +99,7 @@ class JobManifest(_Wire):
         default=None,
         description="where `data-sidecar follow` PUTs the worker's latest progress line",
     )
+    log_form: UploadForm | None = Field(default=None, description="POST the log instead")
     report_form: UploadForm | None = Field(default=None, description="POST the report instead")
     progress_form: UploadForm | None = Field(default=None, description="POST progress instead")
     archive_limits: ArchiveLimits = ArchiveLimits()

@@ -99,7 +99,7 @@ def run_push_out(
                 refusal = admit({LOG_TARGET: log_path.stat().st_size})
                 if refusal is not None:
                     raise StorageRefusedError(refusal)
-                upload_file(http, manifest.log_url, log_path, policy, None)
+                upload_file(http, manifest.log_url, log_path, policy, manifest.log_form)
                 log_pushed = True
             except (PushOutError, OSError) as error:
                 log.error("job %s: log: %s", manifest.job_id, error)

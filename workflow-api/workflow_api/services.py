@@ -148,6 +148,7 @@ def build_services(settings: Settings) -> Services:
             max_total_size=settings.archive_max_total_size,
             max_files=settings.archive_max_files,
         ),
+        max_log_size=settings.max_job_log_size,
     )
     keys_source = JwksSource(
         file=settings.jwks_file,

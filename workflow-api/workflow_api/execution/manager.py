@@ -57,6 +57,7 @@ class JobManager:
         max_running: int,
         signed_url_ttl: timedelta,
         archive_limits: ArchiveLimits,
+        max_log_size: int,
         signed_url_margin: timedelta = timedelta(minutes=15),
     ) -> None:
         self._engine = engine
@@ -70,6 +71,7 @@ class JobManager:
         self._ttl = signed_url_ttl
         self._url_margin = signed_url_margin
         self._archive_limits = archive_limits
+        self._max_log_size = max_log_size
         self._running: dict[str, asyncio.Task[None]] = {}
         self._dismissing: set[str] = set()
         self._wakeup = asyncio.Event()
@@ -427,12 +429,14 @@ class JobManager:
             outputs.append(
                 OutputTarget(id=output.id, kind=output.kind, url=upload.url, form=upload.form)
             )
+        log_upload = self._store.signed_upload(keys.log_key(job_id), ttl, self._max_log_size)
         return JobManifest(
             job_id=job_id,
             inputs=inputs,
             literals=launch.literals,
             outputs=outputs,
-            log_url=signed("PUT", keys.log_key(job_id)),
+            log_url=log_upload.url,
+            log_form=log_upload.form,
             archive_limits=self._archive_limits,
             storage=budget,
         )
