@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session
 
-from workflow_api.db import make_engine
+from workflow_api.db import Job, JobStatus, make_engine, utcnow
 from workflow_api.execution.job_storage import JobStorage
 from workflow_api.quota import QuotaExceededError, QuotaLedger
 from workflow_api.storage import base as keys
@@ -110,3 +111,29 @@ def test_holds_are_all_or_nothing_and_reused_by_the_same_key(
     assert ledger.usage().reserved == 6 * MiB
     ledger.record(keys.output_key("j1", "a"), 6 * MiB, "j1")
     assert (ledger.usage().stored, ledger.usage().reserved) == (6 * MiB, 0)
+
+
+def test_jobs_counted_before_the_ledger_had_rows_are_adopted_once(
+    parts: tuple[QuotaLedger, FilesystemStore, JobStorage],
+) -> None:
+    ledger, _store, storage = parts
+    now = utcnow()
+    with Session(ledger._engine) as session:  # a database written by an earlier version
+        session.add(
+            Job(
+                id="old",
+                process_id="p",
+                status=JobStatus.SUCCESSFUL,
+                created=now,
+                updated=now,
+                launch={},
+                stored_bytes=2 * MiB,
+            )
+        )
+        session.commit()
+
+    assert ledger.adopt_earlier_counts() == 1
+    assert ledger.adopt_earlier_counts() == 0
+    assert ledger.usage().stored == 2 * MiB
+    storage.forget("old")
+    assert ledger.usage().stored == 0

@@ -21,7 +21,7 @@ from sqlalchemy import delete, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from workflow_api.db import StoredObject, Upload
+from workflow_api.db import Job, StoredObject, Upload
 from workflow_api.errors import PayloadTooLargeError
 from workflow_contracts.manifest import quota_shortfall
 
@@ -134,6 +134,21 @@ class QuotaLedger:
             for key in [key for key, hold in self._holds.items() if hold.job_id == job_id]:
                 del self._holds[key]
             return max(self.stored() + self._reserved() - self.quota, 0)
+
+    def adopt_earlier_counts(self) -> int:
+        """Jobs finished before job objects had rows were counted by `Job.stored_bytes` only:
+        give each such job one row of that size (replaced when the job is settled or removed).
+        Idempotent; returns how many jobs were adopted."""
+        with self._lock, Session(self._engine) as session:
+            counted = select(StoredObject.job_id).where(col(StoredObject.job_id).is_not(None))
+            jobs = session.exec(
+                select(Job).where(Job.stored_bytes > 0, col(Job.id).not_in(counted))
+            ).all()
+            for job in jobs:
+                key = f"jobs/{job.id}/stored-before-the-ledger"
+                session.add(StoredObject(key=key, job_id=job.id, size=job.stored_bytes))
+            session.commit()
+            return len(jobs)
 
     def forget_job(self, job_id: str) -> None:
         """The job and everything it stored are deleted."""

@@ -106,6 +106,7 @@ def build_services(settings: Settings) -> Services:
     assets = AssetRegistry(catalog, engine)
     ttl = timedelta(seconds=settings.signed_url_ttl_seconds)
     ledger = QuotaLedger(engine, settings.storage_quota)
+    ledger.adopt_earlier_counts()
     uploads = UploadService(
         engine=engine,
         store=store,
