@@ -3,9 +3,10 @@
 The log lives in the cluster (the kubelet keeps what containers write) only as long as the pod, so
 the runner copies it into storage under the job's log key: the worker's output, preceded by a
 failed stage-in's lines (`[stage-in] ...`), followed by the runner's own notes
-(`[runner] ...`). Progress and push-out's report travel the other way: the sidecar PUTs them into
-storage through signed URLs (the pod holds no credential), and the runner reads them back the same
-way, through short-lived signed GET URLs, which works alike for the filesystem store and S3.
+(`[runner] ...`). Progress and push-out's report travel the other way: the sidecar uploads them
+into storage through signed targets (the pod holds no credential; on S3 a presigned POST whose
+policy caps the object at `OBJECT_LIMIT_BYTES`), and the runner reads them back through
+short-lived signed GET URLs, which works alike for the filesystem store and S3.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     start     create the Job `wfjob-<job id>` (a 409 means an earlier attempt made it: adopt it),
               then the Secret with the manifest, owned by the Job (see `kubernetes_objects`)
     follow    every `poll_seconds`: the Job, its pod (by the job-id label) and the progress line
-              the sidecar PUTs into storage; a pod that cannot start (image, configuration) or
+              the sidecar uploads into storage; a pod that cannot start (image, configuration) or
               that the Job controller cannot create (quota, admission) ends the job at once
     end       the worker's log is read (`pods/log`) and stored as soon as the worker has ended,
               while push-out still runs in the sidecar and before the pod can go (see
