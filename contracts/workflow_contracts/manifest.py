@@ -27,6 +27,22 @@ class StagedInput(_Wire):
     size: int | None = Field(default=None, ge=0, description="expected size, when known")
     sha256: str | None = Field(default=None, description="expected digest, when known")
     max_size: int = Field(gt=0)
+    external: bool = Field(
+        default=False,
+        description="a URL the consumer gave (not a signed storage URL): fetched through the"
+        " manifest's egress rules",
+    )
+
+
+class EgressRules(_Wire):
+    """What the egress policy lets external inputs reach besides public addresses
+    (`data_sidecar.egress`), and the API's own origins (`host:port`), which it refuses."""
+
+    allow_hosts: list[str] = Field(default_factory=list)
+    allow_cidrs: list[str] = Field(default_factory=list)
+    own_origins: list[str] = Field(default_factory=list)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    deadline_seconds: float = Field(default=3600.0, gt=0, description="per external input")
 
 
 class ArchiveLimits(_Wire):
@@ -54,6 +70,7 @@ class JobManifest(_Wire):
         description="where `data-sidecar follow` PUTs the worker's latest progress line",
     )
     archive_limits: ArchiveLimits = ArchiveLimits()
+    egress: EgressRules = EgressRules()
 
 
 class PushedOutput(_Wire):

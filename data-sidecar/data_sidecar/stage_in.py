@@ -6,6 +6,10 @@
 
 Downloads are streamed in chunks, stop as soon as they pass the input's size limit, and land under
 a hidden name that is renamed into place only once size and checksum are verified.
+
+Signed storage URLs are fetched with the caller's client. External inputs (URLs the consumer gave)
+go through the manifest's egress policy instead (`data_sidecar.egress`): a pinned client, every
+redirect checked, a total deadline per input, and failures reported without detail from the wire.
 """
 
 from __future__ import annotations
@@ -15,11 +19,20 @@ import json
 import logging
 import os
 import re
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
 import httpx
 
 from data_sidecar.archives import ArchiveRejected, extract_archive
+from data_sidecar.egress import EgressPolicy, EgressRefusedError, Resolver, system_resolver
+from data_sidecar.egress_http import (
+    NO_ANSWER,
+    Deadline,
+    EgressFailedError,
+    guarded_client,
+    open_guarded,
+)
 from data_sidecar.errors import (
     ChecksumMismatchError,
     InputTooLargeError,
@@ -52,6 +65,7 @@ def stage_in(
     client: httpx.Client | None = None,
     *,
     policy: TransferPolicy | None = None,
+    resolver: Resolver = system_resolver,
 ) -> None:
     """Download every input of `manifest` into `workspace`; raise `StageInError` on the first
     input that fails, leaving no partial file or directory of it behind."""
@@ -60,10 +74,25 @@ def stage_in(
     inputs_dir.mkdir(parents=True, exist_ok=True)
     (workspace / OUTPUTS_DIR).mkdir(parents=True, exist_ok=True)
     _write_literals(manifest, workspace / LITERALS_FILE)
-    with client_for(client, policy) as http:
+    with ExitStack() as stack:
+        http = stack.enter_context(client_for(client, policy))
+        external: _External | None = None
+        if any(staged.external for staged in manifest.inputs):
+            egress = EgressPolicy.from_rules(manifest.egress)
+            guarded = stack.enter_context(guarded_client(egress, policy.timeout, resolver))
+            external = _External(guarded, egress, manifest.egress.deadline_seconds)
         for staged in manifest.inputs:
-            _stage_one(http, staged, inputs_dir, manifest, policy)
+            _stage_one(http, external, staged, inputs_dir, manifest, policy)
     log.info("job %s: staged %d inputs", manifest.job_id, len(manifest.inputs))
+
+
+class _External:
+    """How external inputs are fetched: the guarded client, its policy, the deadline of each."""
+
+    def __init__(self, client: httpx.Client, egress: EgressPolicy, deadline_seconds: float):
+        self.client = client
+        self.egress = egress
+        self.deadline_seconds = deadline_seconds
 
 
 def _write_literals(manifest: JobManifest, path: Path) -> None:
@@ -74,6 +103,7 @@ def _write_literals(manifest: JobManifest, path: Path) -> None:
 
 def _stage_one(
     http: httpx.Client,
+    external: _External | None,
     staged: StagedInput,
     inputs_dir: Path,
     manifest: JobManifest,
@@ -87,7 +117,11 @@ def _stage_one(
     download = inputs_dir / f".{staged.id}.part"
     log.info("job %s: staging input %s from %s", manifest.job_id, staged.id, safe_url(staged.url))
     try:
-        _download(http, staged, download, policy)
+        if staged.external:
+            assert external is not None
+            _download_external(external, staged, download, policy)
+        else:
+            _download(http, staged, download, policy)
         if staged.kind is InputKind.ARCHIVE:
             extract_archive(download, target, manifest.archive_limits)
         else:
@@ -126,6 +160,49 @@ def _download(
         raise StageInError(
             staged.id, f"GET {safe_url(staged.url)} failed{suffix}: {describe(error, staged.url)}"
         ) from error
+    _verify(staged, size, digest)
+
+
+def _download_external(
+    external: _External, staged: StagedInput, destination: Path, policy: TransferPolicy
+) -> None:
+    """GET a consumer's URL through the egress policy, all attempts within one deadline."""
+    deadline = Deadline(external.deadline_seconds, policy.timeout)
+    headers = {"Accept-Encoding": "identity"}
+
+    def attempt() -> tuple[int, str]:
+        opened = open_guarded(external.client, external.egress, staged.url, deadline, headers)
+        return _fetch(staged, opened, destination, deadline)
+
+    where = f"GET {safe_url(staged.url)}"
+    try:
+        size, digest = with_retries(policy, "GET", staged.url, attempt)
+    except EgressRefusedError as error:
+        raise StageInError(staged.id, f"{where} refused: {error}") from error
+    except EgressFailedError as error:
+        suffix = f" after {policy.attempts} attempts" if error.retryable else ""
+        raise StageInError(staged.id, f"{where} failed{suffix}: {error}") from error
+    except TransferError as error:
+        raise StageInError(staged.id, str(error)) from error
+    _verify(staged, size, digest)
+
+
+def _fetch(
+    staged: StagedInput,
+    opened: AbstractContextManager[httpx.Response],
+    destination: Path,
+    deadline: Deadline,
+) -> tuple[int, str]:
+    try:
+        with opened as response:
+            check_status(response, "GET", staged.url)
+            _check_announced_size(staged, response)
+            return _save(staged, response, destination, deadline)
+    except httpx.HTTPError as error:  # the body broke off or stalled: say no more than that
+        raise EgressFailedError(NO_ANSWER) from error
+
+
+def _verify(staged: StagedInput, size: int, digest: str) -> None:
     if staged.size is not None and size != staged.size:
         raise ChecksumMismatchError(staged.id, f"got {size} bytes, expected {staged.size}")
     if staged.sha256 is not None and digest != staged.sha256.lower():
@@ -148,12 +225,20 @@ def _check_announced_size(staged: StagedInput, response: httpx.Response) -> None
         )
 
 
-def _save(staged: StagedInput, response: httpx.Response, destination: Path) -> tuple[int, str]:
-    """Stream the body into `destination` (truncated first), stopping at the first byte too many."""
+def _save(
+    staged: StagedInput,
+    response: httpx.Response,
+    destination: Path,
+    deadline: Deadline | None = None,
+) -> tuple[int, str]:
+    """Stream the body into `destination` (truncated first), stopping at the first byte too many
+    (or, with a `deadline`, at the first chunk after it)."""
     digest = hashlib.sha256()
     size = 0
     with destination.open("wb") as output:
         for chunk in response.iter_raw(CHUNK_SIZE):
+            if deadline is not None:
+                deadline.check()
             size += len(chunk)
             if size > staged.max_size:
                 raise InputTooLargeError(
