@@ -208,6 +208,26 @@ def open_guarded(
     raise EgressRefusedError(f"more than {policy.max_redirects} redirects")
 
 
+def read_limited(
+    client: httpx.Client, policy: EgressPolicy, url: str, limit: int, deadline: Deadline
+) -> tuple[int, bytes]:
+    """GET a small document: (status, body); `EgressFailedError` past `limit` bytes or the
+    deadline. The body of a non-2xx answer is not read."""
+    try:
+        with open_guarded(client, policy, url, deadline) as response:
+            if not response.is_success:
+                return response.status_code, b""
+            received = bytearray()
+            for chunk in response.iter_bytes():
+                deadline.check()
+                received.extend(chunk)
+                if len(received) > limit:
+                    raise EgressFailedError(f"more than {limit} bytes", retryable=False)
+            return response.status_code, bytes(received)
+    except httpx.HTTPError as error:
+        raise EgressFailedError(NO_ANSWER) from error
+
+
 async def post_guarded(
     client: httpx.AsyncClient, policy: EgressPolicy, url: str, body: Any, deadline_seconds: float
 ) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from data_sidecar import push_out, stage_in
+from data_sidecar.egress import Resolver, system_resolver
 from data_sidecar.errors import SidecarError
 from workflow_api.execution.runner import JobRun, Outcome
 from workflow_api.processes import ProcessIdentity, signal_group
@@ -40,8 +42,16 @@ PUSH_OUT_ON_CANCEL_SECONDS = 10.0
 
 
 class LocalJobRunner:
-    def __init__(self, work_dir: Path, *, grace_seconds: float, poll_seconds: float) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        grace_seconds: float,
+        poll_seconds: float,
+        resolver: Resolver = system_resolver,
+    ) -> None:
         self._work_dir = work_dir
+        self._resolver = resolver  # names of external inputs (the manifest's egress rules)
         self._grace_seconds = grace_seconds
         self._poll_seconds = poll_seconds
         self._closing = False
@@ -84,7 +94,12 @@ class LocalJobRunner:
         self, job: JobRun, workspace: Path, log_path: Path
     ) -> tuple[int | None, str | None]:
         try:
-            await asyncio.to_thread(stage_in, job.manifest, workspace, self._http)
+            await asyncio.to_thread(
+                functools.partial(stage_in, resolver=self._resolver),
+                job.manifest,
+                workspace,
+                self._http,
+            )
         except SidecarError as error:
             _append(log_path, f"[stage-in] {error}\n")
             return None, f"stage-in failed: {error}"

@@ -23,16 +23,23 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from workflow_api.db import Job, JobStatus, utcnow
-from workflow_api.errors import NoSuchJobError
+from workflow_api.errors import InvalidInputError, NoSuchJobError
+from workflow_api.execution.env_files import RemoteEnvFileError, RemoteEnvFiles
 from workflow_api.execution.notifications import Notifier
 from workflow_api.execution.runner import JobRun, JobRunner, Outcome
-from workflow_api.inputs import Launch, Subscriber
+from workflow_api.inputs import Launch, Subscriber, env_file_variables
 from workflow_api.ogc import results_document, status_info
 from workflow_api.processes import ProcessIdentity
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore
 from workflow_contracts.asset import WorkflowAsset
-from workflow_contracts.manifest import ArchiveLimits, JobManifest, OutputTarget, StagedInput
+from workflow_contracts.manifest import (
+    ArchiveLimits,
+    EgressRules,
+    JobManifest,
+    OutputTarget,
+    StagedInput,
+)
 from workflow_contracts.workspace import literal_env_name
 
 log = logging.getLogger(__name__)
@@ -55,6 +62,8 @@ class JobManager:
         max_running: int,
         signed_url_ttl: timedelta,
         archive_limits: ArchiveLimits,
+        env_files: RemoteEnvFiles,
+        egress_rules: EgressRules,
         signed_url_margin: timedelta = timedelta(minutes=15),
     ) -> None:
         self._engine = engine
@@ -67,6 +76,8 @@ class JobManager:
         self._ttl = signed_url_ttl
         self._url_margin = signed_url_margin
         self._archive_limits = archive_limits
+        self._env_files = env_files
+        self._egress_rules = egress_rules
         self._running: dict[str, asyncio.Task[None]] = {}
         self._dismissing: set[str] = set()
         self._wakeup = asyncio.Event()
@@ -93,6 +104,7 @@ class JobManager:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._env_files.close()
 
     # --- called from request threads -----------------------------------------------------------
 
@@ -242,6 +254,12 @@ class JobManager:
         if not resumed:
             self._notify(job, "inProgressUri", status_info(job, self._base_url))
         launch = Launch.model_validate(job.launch)
+        if not resumed and any(source.fetched_at_launch for source in launch.files):
+            try:
+                launch = await asyncio.to_thread(self._read_env_files, job_id, asset, launch)
+            except (RemoteEnvFileError, InvalidInputError) as error:
+                await self._finish(job_id, JobStatus.FAILED, str(error), None)
+                return
         run = JobRun(
             job_id=job_id,
             asset=asset,
@@ -354,6 +372,34 @@ class JobManager:
                 self._transition(job.id, {JobStatus.RUNNING}, JobStatus.FAILED, RESTARTED_MESSAGE)
         return resumed
 
+    def _read_env_files(self, job_id: str, asset: WorkflowAsset, launch: Launch) -> Launch:
+        """Fetch the env-files given as http(s) hrefs, check them as the request checks inline
+        ones, and keep what was read as the job's own copy (the worker sees those bytes, not a
+        second download). The updated launch is persisted."""
+        files, env = [], dict(launch.env)
+        for source in launch.files:
+            if not source.fetched_at_launch:
+                files.append(source)
+                continue
+            item = asset.input(source.id)
+            assert item is not None and source.url is not None
+            try:
+                text = self._env_files.read(source.url, source.max_size)
+            except RemoteEnvFileError as error:
+                raise RemoteEnvFileError(f"input {source.id!r}: {error}") from error
+            env.update(env_file_variables(item, text))
+            self._store_inline(job_id, source.id, text)
+            files.append(source.model_copy(update={"url": None, "inline_text": text}))
+        updated = launch.model_copy(update={"files": files, "env": env})
+        with Session(self._engine) as session:
+            session.exec(
+                update(Job)
+                .where(col(Job.id) == job_id)
+                .values(launch=updated.model_dump(mode="json"))
+            )
+            session.commit()
+        return updated
+
     def _store_inline(self, job_id: str, input_id: str, text: str) -> None:
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False) as handle:
             handle.write(text)
@@ -386,6 +432,7 @@ class JobManager:
                     size=source.size,
                     sha256=source.sha256,
                     max_size=source.max_size,
+                    external=source.upload_id is None and source.inline_text is None,
                 )
             )
         return JobManifest(
@@ -398,6 +445,7 @@ class JobManager:
             ],
             log_url=signed("PUT", keys.log_key(job_id)),
             archive_limits=self._archive_limits,
+            egress=self._egress_rules,
         )
 
     def _notify(self, job: Job, uri_name: str, body: dict[str, Any]) -> None:
