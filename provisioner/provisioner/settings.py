@@ -148,6 +148,17 @@ class Settings(BaseSettings):
     kubernetes_storage_port: int | None = Field(
         default=None, gt=0, lt=65536, description="default: the port of s3_endpoint, else 443"
     )
+    # the workflow-api pod's egress NetworkPolicy (besides DNS, storage and the provisioner)
+    kubernetes_provisioner_port: int = Field(
+        default=8000, gt=0, lt=65536, description="the provisioner pod's port (JWKS)"
+    )
+    kubernetes_api_server_cidrs: list[str] = Field(
+        default_factory=list, description="the Kubernetes API server's endpoint addresses"
+    )
+    kubernetes_api_server_port: int = Field(default=6443, gt=0, lt=65536)
+    kubernetes_api_internet_egress: bool = Field(
+        default=False, description="let the workflow-api reach public addresses on 80 and 443"
+    )
     kubernetes_readiness_timeout_seconds: float = Field(default=300.0, gt=0)
     kubernetes_removal_timeout_seconds: float = Field(default=120.0, gt=0)
     kubernetes_resync_seconds: float = Field(
