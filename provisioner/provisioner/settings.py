@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -90,6 +91,10 @@ class Settings(BaseSettings):
     )
     max_running_jobs: int = Field(default=2, gt=0)
     storage_quota: int | None = Field(default=None, gt=0)
+    # What every workflow-api's egress policy allows besides public addresses (host names and
+    # networks its consumers' URLs may reach: inputs, env-files, callbacks); empty by default.
+    egress_allow_hosts: list[str] = Field(default_factory=list)
+    egress_allow_cidrs: list[str] = Field(default_factory=list)
 
     # the Kubernetes deployer (deployer = "kubernetes"); see deployers/kubernetes.py
     kubernetes_kubeconfig: Path | None = Field(default=None, description="unset: in-cluster")
@@ -170,6 +175,13 @@ class Settings(BaseSettings):
     @classmethod
     def _admin_token(cls, value: SecretStr) -> SecretStr:
         _check_secret("PROVISIONER_ADMIN_TOKEN", value, minimum=32)
+        return value
+
+    @field_validator("egress_allow_cidrs")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr)  # ValueError names the malformed one
         return value
 
     @model_validator(mode="after")
