@@ -17,6 +17,7 @@ whatever happened on the wire, so it does not tell an open port from a closed on
 from __future__ import annotations
 
 import math
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -150,13 +151,17 @@ class AsyncPinnedBackend(httpcore.AsyncNetworkBackend):
 
 
 def guarded_client(
-    policy: EgressPolicy, timeout: httpx.Timeout, resolver: Resolver = system_resolver
+    policy: EgressPolicy,
+    timeout: httpx.Timeout,
+    resolver: Resolver = system_resolver,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> httpx.Client:
-    """A client whose every connection passes `policy`; redirects are left to `open_guarded`."""
+    """A client whose every connection passes `policy`; redirects are left to `open_guarded`.
+    `ssl_context`: the default verifies against certifi's CAs."""
     transport = httpx.HTTPTransport(trust_env=False)
     # httpx has no public knob for the network backend: the pool is rebuilt with the pinned one.
     transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
+        ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
         network_backend=PinnedBackend(policy, resolver),
     )
     return httpx.Client(

@@ -6,6 +6,7 @@ sidecar's retries and timeouts meet real sockets.
 
 from __future__ import annotations
 
+import ssl
 import sys
 import threading
 import time
@@ -168,10 +169,13 @@ class _Server(ThreadingHTTPServer):
 
 
 class StorageServer:
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
         self._server = _Server((host, 0), _Handler)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         host, port = self._server.server_address[:2]
-        self.storage = FakeStorage(base_url=f"http://{host!s}:{port}")
+        scheme = "https" if tls is not None else "http"
+        self.storage = FakeStorage(base_url=f"{scheme}://{host!s}:{port}")
         self._server.storage = self.storage
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True

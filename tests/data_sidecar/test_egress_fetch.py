@@ -6,8 +6,10 @@ names are resolved by a hosts-style table the tests inject, never by DNS.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +17,21 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from data_sidecar import TransferPolicy, stage_in
 from data_sidecar.cli import main
 from data_sidecar.egress import Address, EgressPolicy, EgressRefusedError
-from data_sidecar.egress_http import PinnedBackend
+from data_sidecar.egress_http import (
+    Deadline,
+    EgressFailedError,
+    PinnedBackend,
+    guarded_client,
+    read_limited,
+)
 from data_sidecar.errors import StageInError
 from tests.data_sidecar.builders import manifest
 from tests.data_sidecar.storage_server import Answer, FakeStorage, StorageServer
@@ -243,3 +255,74 @@ def test_guarded_clients_ignore_proxy_settings(
     stage_in(job(url, allow_cidrs=["127.0.0.1/32"]), workspace, policy=policy)
     assert staged_text(workspace) == BODY
     assert httpx.URL(url).host == "127.0.0.1"
+
+
+def _certificate_authority(tmp_path: Path, server_name: str) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for `server_name` (files: CA, cert, key)."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("test CA"))
+        .issuer_name(name("test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name(server_name))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(server_name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+@pytest.mark.parametrize(("certified", "works"), [("files.test", True), ("other.test", False)])
+def test_https_to_a_pinned_address_verifies_the_certificate_for_the_name(
+    tmp_path: Path, certified: str, works: bool
+) -> None:
+    """The socket goes to the checked IP, yet TLS (SNI and the hostname check) uses the name."""
+    ca, certificate, key = _certificate_authority(tmp_path, certified)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(certificate, key)
+    with StorageServer(tls=server_context) as storage:
+        storage.put_object("/data.txt", BODY)
+        port = int(storage.base_url.rsplit(":", 1)[1])
+        policy = EgressPolicy.build(allow_hosts=["files.test"])
+        client_context = ssl.create_default_context(cafile=str(ca))
+        timeout = httpx.Timeout(2.0)
+        hosts = HostsTable({"files.test": ["127.0.0.1"]})
+        with guarded_client(policy, timeout, hosts, client_context) as client:
+            url = f"https://files.test:{port}/data.txt"
+            if works:
+                status, body = read_limited(client, policy, url, 1024, Deadline(5, timeout))
+                assert (status, body) == (200, BODY)
+                assert storage.requests[-1].headers["Host"] == f"files.test:{port}"
+            else:
+                with pytest.raises(EgressFailedError):
+                    read_limited(client, policy, url, 1024, Deadline(5, timeout))
+                assert storage.requests == []
