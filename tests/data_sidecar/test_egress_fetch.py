@@ -125,6 +125,24 @@ def test_a_redirect_between_allowed_servers_is_followed(
     assert staged_text(workspace) == BODY
 
 
+@pytest.mark.parametrize(
+    ("location", "reason"),
+    [
+        ("ftp://127.0.0.1/x", "only http and https"),
+        ("file:///etc/passwd", "only http and https"),
+        ("http://[::1]:1/x", "::1 is not a public address"),
+        ("http://[::ffff:127.0.0.2]:1/x", "is not a public address"),
+    ],
+)
+def test_a_redirect_to_another_scheme_or_a_refused_literal_is_refused(
+    storage: FakeStorage, workspace: Path, policy: TransferPolicy, location: str, reason: str
+) -> None:
+    storage.always["/start"] = Answer(status=301, location=location)
+    with pytest.raises(StageInError, match=reason):
+        stage_in(job(storage.url("/start"), allow_cidrs=["127.0.0.1/32"]), workspace, policy=policy)
+    assert storage.count("GET", "/start") == 1
+
+
 def test_redirects_are_bounded(
     storage: FakeStorage, workspace: Path, policy: TransferPolicy
 ) -> None:

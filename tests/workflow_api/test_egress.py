@@ -137,6 +137,26 @@ def test_an_env_file_href_is_read_at_launch_not_in_the_request(
     assert file_server.requests == ["/settings.env"]  # read once: the worker got that copy
 
 
+def test_a_job_waiting_for_its_env_file_can_be_dismissed(
+    api_factory: Callable[..., RunningApi], file_server: FileServer
+) -> None:
+    api = api_factory(**ALLOW_LOOPBACK)
+    file_server.files["/settings.env"] = b"GREETING=late\n"
+    file_server.delay = 5.0
+    inputs = {**required_uploads(api), "settings": {"href": f"{file_server.base}/settings.env"}}
+    job_id = execute(api.consumer, "input-dummy", inputs)
+    wait_for_job(api.consumer, job_id, statuses={"running"})
+    deadline = time.monotonic() + 5
+    while not file_server.requests:  # the fetch is under way
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    started = time.monotonic()
+    assert api.consumer.delete(f"/jobs/{job_id}").status_code == 200
+    info = wait_for_job(api.consumer, job_id, timeout=10)
+    assert info["status"] == "dismissed"
+    assert time.monotonic() - started < 3  # not after the slow server answered
+
+
 def test_an_invalid_env_file_href_fails_the_job_with_the_same_check(
     api_factory: Callable[..., RunningApi], file_server: FileServer
 ) -> None:

@@ -257,6 +257,9 @@ class JobManager:
         if not resumed and any(source.fetched_at_launch for source in launch.files):
             try:
                 launch = await asyncio.to_thread(self._read_env_files, job_id, asset, launch)
+            except asyncio.CancelledError:
+                await self._finish_if_dismissed(job_id)
+                raise
             except (RemoteEnvFileError, InvalidInputError) as error:
                 await self._finish(job_id, JobStatus.FAILED, str(error), None)
                 return
@@ -274,14 +277,19 @@ class JobManager:
         try:
             outcome = await self._runner.run(run)
         except asyncio.CancelledError:
-            if job_id in self._dismissing:
-                await self._finish(job_id, JobStatus.DISMISSED, "dismissed", None)
+            await self._finish_if_dismissed(job_id)
             raise
         except Exception as error:
             log.exception("job %s: the runner failed", job_id)
             outcome = Outcome(exit_code=None, error=f"internal error: {error}", report=None)
         status, message, results = _judge(asset, outcome)
         await self._finish(job_id, status, message, results)
+
+    async def _finish_if_dismissed(self, job_id: str) -> None:
+        """On cancellation: a dismissal ends the job as dismissed; a shutdown leaves it running
+        for recovery."""
+        if job_id in self._dismissing:
+            await self._finish(job_id, JobStatus.DISMISSED, "dismissed", None)
 
     # --- persistence helpers (threads) ---------------------------------------------------------
 
