@@ -158,10 +158,11 @@ def guarded_client(
 ) -> httpx.Client:
     """A client whose every connection passes `policy`; redirects are left to `open_guarded`.
     `ssl_context`: the default verifies against certifi's CAs."""
-    transport = httpx.HTTPTransport(trust_env=False)
+    context = ssl_context or httpx.create_ssl_context(trust_env=False)
+    transport = httpx.HTTPTransport(verify=context, trust_env=False)
     # httpx has no public knob for the network backend: the pool is rebuilt with the pinned one.
     transport._pool = httpcore.ConnectionPool(
-        ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
+        ssl_context=context,
         network_backend=PinnedBackend(policy, resolver),
     )
     return httpx.Client(
@@ -172,9 +173,10 @@ def guarded_client(
 def guarded_async_client(
     policy: EgressPolicy, timeout: httpx.Timeout, resolver: Resolver = system_resolver
 ) -> httpx.AsyncClient:
-    transport = httpx.AsyncHTTPTransport(trust_env=False)
+    context = httpx.create_ssl_context(trust_env=False)
+    transport = httpx.AsyncHTTPTransport(verify=context, trust_env=False)
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
+        ssl_context=context,
         network_backend=AsyncPinnedBackend(policy, resolver),
     )
     return httpx.AsyncClient(
