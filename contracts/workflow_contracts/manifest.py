@@ -27,6 +27,22 @@ class StagedInput(_Wire):
     size: int | None = Field(default=None, ge=0, description="expected size, when known")
     sha256: str | None = Field(default=None, description="expected digest, when known")
     max_size: int = Field(gt=0)
+    external: bool = Field(
+        default=False,
+        description="a URL the consumer gave (not a signed storage URL): fetched through the"
+        " manifest's egress rules",
+    )
+
+
+class EgressRules(_Wire):
+    """What the egress policy lets external inputs reach besides public addresses
+    (`data_sidecar.egress`), and the API's own origins (`host:port`), which it refuses."""
+
+    allow_hosts: list[str] = Field(default_factory=list)
+    allow_cidrs: list[str] = Field(default_factory=list)
+    own_origins: list[str] = Field(default_factory=list)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    deadline_seconds: float = Field(default=3600.0, gt=0, description="per external input")
 
 
 def format_size(size: int) -> str:
@@ -106,6 +122,7 @@ class JobManifest(_Wire):
     storage: StorageBudget | None = Field(
         default=None, description="the consumer's storage quota, free part at job start"
     )
+    egress: EgressRules = EgressRules()
 
 
 class PushedOutput(_Wire):

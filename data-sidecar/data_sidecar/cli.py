@@ -15,7 +15,8 @@ Environment: `DATA_SIDECAR_MANIFEST` (instead of --manifest), `WORKFLOW_WORKSPAC
 `<workspace>/.progress`), `DATA_SIDECAR_PROGRESS_INTERVAL` (2 s, how often `follow` looks at the
 progress file), and the transfer policy: `DATA_SIDECAR_ATTEMPTS` (5),
 `DATA_SIDECAR_INITIAL_WAIT` (1 s), `DATA_SIDECAR_MAX_WAIT` (30 s), `DATA_SIDECAR_CONNECT_TIMEOUT`
-(10 s) and `DATA_SIDECAR_READ_TIMEOUT` (60 s).
+(10 s) and `DATA_SIDECAR_READ_TIMEOUT` (60 s). Inputs the manifest marks `external` (URLs a
+consumer gave) are fetched through the manifest's `egress` rules (`data_sidecar.egress`).
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@
     │   ├── InputTooLargeError      more bytes than the input's `max_size`
     │   ├── ChecksumMismatchError   size or SHA-256 differs from the manifest
     │   └── UnsafeArchiveError      an archive that is unsafe, over its limits, corrupt or unknown
-    └── PushOutError                an output, the log or the report could not be uploaded
-        └── StorageRefusedError     the consumer's storage quota has no room for it (HTTP 413)
+    ├── PushOutError                an output, the log or the report could not be uploaded
+    │   └── StorageRefusedError     the consumer's storage quota has no room for it (HTTP 413)
+    ├── EgressRefusedError          (egress.py) the egress policy refuses a consumer's URL
+    └── EgressFailedError           (egress_http.py) an allowed exchange got no answer in time
 
 Network errors and timeouts are httpx's own exceptions; they and `RetryableStatusError` are the only
 ones retried (see `transport.is_retryable`).

@@ -24,6 +24,7 @@ from tenacity import (
     wait_random,
 )
 
+from data_sidecar.egress_http import EgressFailedError
 from data_sidecar.errors import RetryableStatusError, TransferError
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ def safe_url(url: str) -> str:
 
 
 def is_retryable(error: BaseException) -> bool:
+    if isinstance(error, EgressFailedError):
+        return error.retryable
     retryable = (
         httpx.TimeoutException,
         httpx.NetworkError,

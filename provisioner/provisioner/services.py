@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -56,6 +57,10 @@ def workflow_api_environment(settings: Settings) -> dict[str, str]:
     }
     if settings.storage_quota is not None:
         env["WORKFLOW_API_STORAGE_QUOTA"] = str(settings.storage_quota)
+    if settings.egress_allow_hosts:
+        env["WORKFLOW_API_EGRESS_ALLOW_HOSTS"] = json.dumps(settings.egress_allow_hosts)
+    if settings.egress_allow_cidrs:
+        env["WORKFLOW_API_EGRESS_ALLOW_CIDRS"] = json.dumps(settings.egress_allow_cidrs)
     return env
 
 

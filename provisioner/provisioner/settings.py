@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -90,6 +91,10 @@ class Settings(BaseSettings):
     )
     max_running_jobs: int = Field(default=2, gt=0)
     storage_quota: int | None = Field(default=None, gt=0)
+    # What every workflow-api's egress policy allows besides public addresses (host names and
+    # networks its consumers' URLs may reach: inputs, env-files, callbacks); empty by default.
+    egress_allow_hosts: list[str] = Field(default_factory=list)
+    egress_allow_cidrs: list[str] = Field(default_factory=list)
 
     # the Kubernetes deployer (deployer = "kubernetes"); see deployers/kubernetes.py
     kubernetes_kubeconfig: Path | None = Field(default=None, description="unset: in-cluster")
@@ -148,6 +153,17 @@ class Settings(BaseSettings):
     kubernetes_storage_port: int | None = Field(
         default=None, gt=0, lt=65536, description="default: the port of s3_endpoint, else 443"
     )
+    # the workflow-api pod's egress NetworkPolicy (besides DNS, storage and the provisioner)
+    kubernetes_provisioner_port: int = Field(
+        default=8000, gt=0, lt=65536, description="the provisioner pod's port (JWKS)"
+    )
+    kubernetes_api_server_cidrs: list[str] = Field(
+        default_factory=list, description="the Kubernetes API server's endpoint addresses"
+    )
+    kubernetes_api_server_port: int = Field(default=6443, gt=0, lt=65536)
+    kubernetes_api_internet_egress: bool = Field(
+        default=False, description="let the workflow-api reach public addresses on 80 and 443"
+    )
     kubernetes_readiness_timeout_seconds: float = Field(default=300.0, gt=0)
     kubernetes_removal_timeout_seconds: float = Field(default=120.0, gt=0)
     kubernetes_resync_seconds: float = Field(
@@ -159,6 +175,13 @@ class Settings(BaseSettings):
     @classmethod
     def _admin_token(cls, value: SecretStr) -> SecretStr:
         _check_secret("PROVISIONER_ADMIN_TOKEN", value, minimum=32)
+        return value
+
+    @field_validator("egress_allow_cidrs")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr)  # ValueError names the malformed one
         return value
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ sidecar's retries and timeouts meet real sockets.
 
 from __future__ import annotations
 
+import ssl
 import sys
 import threading
 import time
@@ -24,6 +25,7 @@ class Answer:
     drop: bool = False
     truncate: bool = False
     delay: float = 0.0
+    location: str | None = None  # with a 3xx `status`: where it redirects to
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Seen:
     path: str
     query: str
     headers: dict[str, str]
+    local_address: str = ""  # the address this server was reached at
 
 
 @dataclass
@@ -79,7 +82,13 @@ class _Handler(BaseHTTPRequestHandler):
         storage = self.server.storage
         with storage.lock:
             storage.requests.append(
-                Seen(self.command, parts.path, parts.query, dict(self.headers.items()))
+                Seen(
+                    self.command,
+                    parts.path,
+                    parts.query,
+                    dict(self.headers.items()),
+                    str(self.connection.getsockname()[0]),
+                )
             )
         answer = storage.next_answer(parts.path)
         if answer.delay:
@@ -104,7 +113,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if answer.status is not None:
-            self._empty(answer.status)
+            self.send_response(answer.status)
+            if answer.location is not None:
+                self.send_header("Location", answer.location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         if path not in storage.objects:
             self._empty(404)
@@ -156,10 +169,13 @@ class _Server(ThreadingHTTPServer):
 
 
 class StorageServer:
-    def __init__(self) -> None:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+    def __init__(self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
+        self._server = _Server((host, 0), _Handler)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         host, port = self._server.server_address[:2]
-        self.storage = FakeStorage(base_url=f"http://{host!s}:{port}")
+        scheme = "https" if tls is not None else "http"
+        self.storage = FakeStorage(base_url=f"{scheme}://{host!s}:{port}")
         self._server.storage = self.storage
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True

@@ -381,7 +381,7 @@ def test_a_failed_stage_in_fails_the_job_with_the_sidecars_reason(
     server = ThreadingHTTPServer(("127.0.0.1", 0), Missing)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        api = start()
+        api = start(egress_allow_cidrs=["127.0.0.1/32"])  # the pod's stage-in checks it too
         client_ = api.consumer
         base = f"http://127.0.0.1:{server.server_address[1]}"
         job_id = execute(

@@ -36,6 +36,7 @@ from provisioner.deployers.kubernetes_status import describe_failure, rollout_co
 from provisioner.services import workflow_api_environment
 from provisioner.settings import Settings
 from tests.workflow_api.apis import DUMMY_ASSETS
+from workflow_api.settings import Settings as WorkflowApiSettings
 
 SPEC = ConsumerSpec("alice", "alice-1a2b3c4d", "workflow-api/alice-1a2b3c4d")
 
@@ -345,6 +346,36 @@ def test_pods_get_the_in_cluster_view_of_the_shared_settings(tmp_path: Path) -> 
     assert env["WORKFLOW_API_KUBERNETES_SIDECAR_IMAGE"] == "registry.example.org/data-sidecar:1"
     assert env["WORKFLOW_API_KUBERNETES_POLL_SECONDS"] == "1"
     assert env["WORKFLOW_API_TOKEN_ISSUER"] == settings.token_issuer
+
+
+def test_the_egress_allow_list_reaches_every_workflow_api_and_its_network_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = kubernetes_settings(
+        tmp_path,
+        egress_allow_hosts=["data.internal"],
+        egress_allow_cidrs=["10.30.0.0/16"],
+        kubernetes_api_server_cidrs=["10.0.0.1/32"],
+        kubernetes_api_internet_egress=True,
+    )
+    env = kubernetes_workflow_api_env(settings, workflow_api_environment(settings))
+    identity = {
+        "WORKFLOW_API_CONSUMER_ID": "c",
+        "WORKFLOW_API_DATA_DIR": str(tmp_path),
+        "WORKFLOW_API_PUBLIC_URL": "https://w.example.org",
+        "WORKFLOW_API_TOKEN_AUDIENCE": "a",
+    }
+    for name, value in (env | identity).items():  # the workflow-api reads them as the pod would
+        monkeypatch.setenv(name, value)
+    policy = WorkflowApiSettings().egress_policy()  # type: ignore[call-arg]
+    assert policy.allow_hosts == {"data.internal"}
+    assert [str(network) for network in policy.allow_cidrs] == ["10.30.0.0/16"]
+    spec = config_from_settings(settings).deployment_spec(SPEC, env)
+    assert spec.api_egress.allow_cidrs == ("10.30.0.0/16",)
+    assert spec.api_egress.api_server_cidrs == ("10.0.0.1/32",)
+    assert spec.api_egress.internet
+    with pytest.raises(ValidationError, match="does not appear to be"):
+        kubernetes_settings(tmp_path, egress_allow_cidrs=["10.0.0.0/33"])
 
 
 @pytest.mark.parametrize(

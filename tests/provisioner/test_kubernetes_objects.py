@@ -13,7 +13,10 @@ import pytest
 from kubernetes.utils import parse_quantity
 
 from provisioner.deployers import kubernetes_objects as objects
+from provisioner.deployers.base import ConsumerSpec
+from provisioner.deployers.kubernetes_config import KubernetesDeployerConfig
 from provisioner.deployers.kubernetes_objects import (
+    ApiEgressSpec,
     ConsumerDeploymentSpec,
     IngressSpec,
     QuotaSpec,
@@ -73,6 +76,13 @@ VARIANTS = {
     "host-routing-tls": make_spec(ingress=HOST_INGRESS),
     "no-gpu-no-storage-egress": make_spec(quota=QuotaSpec(), storage_egress_cidrs=()),
     "plain-id": make_spec("consumer-a", grants=()),
+    "api-egress-to-the-internet": make_spec(
+        api_egress=ApiEgressSpec(
+            api_server_cidrs=("10.0.0.1/32", "fd00::1/128"),
+            allow_cidrs=("10.30.0.0/16",),
+            internet=True,
+        )
+    ),
 }
 
 
@@ -224,7 +234,7 @@ def test_ports_are_in_range_and_named_ports_resolve(variant: str) -> None:
     for policy in (doc for doc in documents(spec) if doc["kind"] == "NetworkPolicy"):
         rules = policy["spec"].get("ingress", []) + policy["spec"].get("egress", [])
         for rule in rules:
-            for port in rule["ports"]:
+            for port in rule.get("ports", []):  # none: every port (allow-listed networks)
                 assert 0 < port["port"] < 65536
                 assert port["protocol"] in {"TCP", "UDP"}
 
@@ -388,6 +398,73 @@ def test_job_pods_reach_only_dns_and_storage() -> None:
     assert only_dns == dns
 
 
+def test_the_api_pod_reaches_dns_storage_and_the_provisioner_by_default() -> None:
+    spec = make_spec()
+    policy = one(spec, "NetworkPolicy", "api-egress")["spec"]
+    assert policy["podSelector"]["matchLabels"] == spec.selector_labels()
+    assert policy["policyTypes"] == ["Egress"]
+    dns, storage, provisioner = policy["egress"]
+    assert dns == one(spec, "NetworkPolicy", "job-egress")["spec"]["egress"][0]
+    assert [peer["ipBlock"]["cidr"] for peer in storage["to"]] == list(spec.storage_egress_cidrs)
+    assert storage["ports"] == [{"port": 9000, "protocol": "TCP"}]
+    assert provisioner["to"] == [
+        {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": "workflow-provisioner"}
+            }
+        }
+    ]
+    assert provisioner["ports"] == [{"port": 8000, "protocol": "TCP"}]
+    every_peer = [peer for rule in policy["egress"] for peer in rule["to"]]
+    assert not any(
+        peer.get("ipBlock", {}).get("cidr") in ("0.0.0.0/0", "::/0") for peer in every_peer
+    )
+
+
+def test_the_api_pod_reaches_the_api_server_allow_listed_networks_and_public_addresses() -> None:
+    spec = VARIANTS["api-egress-to-the-internet"]
+    rules = one(spec, "NetworkPolicy", "api-egress")["spec"]["egress"]
+    api_server, allowed, internet = rules[3:]
+    assert [peer["ipBlock"]["cidr"] for peer in api_server["to"]] == ["10.0.0.1/32", "fd00::1/128"]
+    assert api_server["ports"] == [{"port": 6443, "protocol": "TCP"}]
+    assert allowed == {"to": [{"ipBlock": {"cidr": "10.30.0.0/16"}}]}  # any port
+    assert {(port["protocol"], port["port"]) for port in internet["ports"]} == {
+        ("TCP", 80),
+        ("TCP", 443),
+    }
+    v4, v6 = (peer["ipBlock"] for peer in internet["to"])
+    assert (v4["cidr"], v6["cidr"]) == ("0.0.0.0/0", "::/0")
+    refused_v4 = [ipaddress.ip_network(cidr) for cidr in v4["except"]]
+    refused_v6 = [ipaddress.ip_network(cidr) for cidr in v6["except"]]
+    for address in (
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "127.0.0.1",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+    ):
+        assert any(ipaddress.ip_address(address) in block for block in refused_v4), address
+    for address in ("::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1", "ff02::1", "2002:a00:1::"):
+        assert any(ipaddress.ip_address(address) in block for block in refused_v6), address
+    assert not any(ipaddress.ip_address("8.8.8.8") in block for block in refused_v4)
+    assert not any(ipaddress.ip_address("2606:4700::1111") in block for block in refused_v6)
+
+
+def test_the_egress_allow_list_of_the_workflow_api_opens_its_network_policy() -> None:
+    config = KubernetesDeployerConfig(image="api:1", ingress_domain="workflows.example.org")
+    consumer = ConsumerSpec("consumer-a", "consumer-a-00000000", "workflow-api/consumer-a")
+    settings = {"WORKFLOW_API_EGRESS_ALLOW_CIDRS": '["10.30.0.0/16"]'}
+    spec = config.deployment_spec(consumer, settings)
+    assert spec.api_egress.allow_cidrs == ("10.30.0.0/16",)
+    with pytest.raises(ValueError, match="JSON list"):
+        config.deployment_spec(consumer, {"WORKFLOW_API_EGRESS_ALLOW_CIDRS": "10.30.0.0/16"})
+    with pytest.raises(ValueError, match="does not appear to be"):
+        config.deployment_spec(consumer, {"WORKFLOW_API_EGRESS_ALLOW_CIDRS": '["10.0.0.0/33"]'})
+
+
 # --- ingress, quota ------------------------------------------------------------------------------
 
 
@@ -467,7 +544,7 @@ def test_apply_order_puts_what_admission_needs_before_the_pod() -> None:
     names = [
         (document["kind"], document["metadata"]["name"]) for document in documents(make_spec())
     ]
-    assert len(names) == len(set(names)) == 14
+    assert len(names) == len(set(names)) == 15
 
 
 def test_same_spec_gives_identical_output() -> None:
@@ -486,6 +563,8 @@ def test_same_spec_gives_identical_output() -> None:
         ({"namespace": "Not_A_Label"}, "DNS label"),
         ({"storage_egress_cidrs": ("10.0.0.0/33",)}, "does not appear to be"),
         ({"storage_port": 0}, "storage_port"),
+        ({"api_egress": ApiEgressSpec(api_server_cidrs=("nope",))}, "does not appear to be"),
+        ({"api_egress": ApiEgressSpec(internet_ports=(0,))}, "1..65535"),
         ({"api_resources": Resources(cpu_limit="8")}, "quota"),
         ({"api_resources": Resources(memory_request="2Gi")}, "fit the limits"),
         ({"quota": QuotaSpec(max_pods=1)}, "max_pods"),

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from data_sidecar.egress import Resolver, system_resolver
 from workflow_api.app import create_app
 from workflow_api.services import Services
 from workflow_api.settings import Settings
@@ -23,6 +24,8 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 DUMMY_ASSETS = REPOSITORY / "dummy-job" / "assets"
 ISSUER = "test-provisioner"
 FINISHED = {"successful", "failed", "dismissed"}
+# Loopback is not a public address: tests whose inputs or subscribers are loopback servers say so.
+ALLOW_LOOPBACK = {"egress_allow_cidrs": ["127.0.0.1/32"]}
 
 
 def bound_socket() -> socket.socket:
@@ -129,13 +132,19 @@ def make_settings(data_dir: Path, jwks: Path, sock: socket.socket, **overrides: 
 
 
 def start_api(
-    data_dir: Path, key: SigningKey, *, grants: Iterable[str] = (), **overrides: Any
+    data_dir: Path,
+    key: SigningKey,
+    *,
+    grants: Iterable[str] = (),
+    resolver: Resolver = system_resolver,
+    **overrides: Any,
 ) -> RunningApi:
+    """`resolver`: a hosts-style table for the egress policy's names (never real DNS)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     jwks = key.write_jwks(data_dir.parent / f"{data_dir.name}-jwks.json")
     sock = bound_socket()
     settings = make_settings(data_dir, jwks, sock, **overrides)
-    server = ThreadedServer(create_app(settings), sock)
+    server = ThreadedServer(create_app(settings, resolver), sock)
     server.start()
     api = RunningApi(settings=settings, key=key, server=server)
     api.grant(*grants)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.workflow_api.apis import RunningApi, execute, upload, wait_for_job
+from tests.workflow_api.apis import ALLOW_LOOPBACK, RunningApi, execute, upload, wait_for_job
 
 
 def _alive(pid: int) -> bool:
@@ -186,8 +187,10 @@ def test_invalid_env_file_is_refused_naming_the_line(api: RunningApi) -> None:
     assert response.json()["input"] == "settings"
 
 
-def test_stage_in_failure_fails_the_job_with_a_message(api: RunningApi) -> None:
-    client = api.consumer
+def test_stage_in_failure_fails_the_job_with_a_message(
+    api_factory: Callable[..., RunningApi],
+) -> None:
+    client = api_factory(**ALLOW_LOOPBACK).consumer
     document = upload(client, b"d")
     job_id = execute(
         client,

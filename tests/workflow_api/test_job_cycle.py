@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from collections.abc import Callable
 
 import httpx
 from starlette.applications import Starlette
@@ -13,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.workflow_api.apis import (
+    ALLOW_LOOPBACK,
     RunningApi,
     ThreadedServer,
     bound_socket,
@@ -157,7 +159,10 @@ def test_failing_worker_fails_the_job_and_keeps_its_log(api: RunningApi) -> None
     assert _follow(client, f"/jobs/{job_id}/logs").text.strip()
 
 
-def test_inputs_can_be_plain_http_urls_the_job_fetches(api: RunningApi) -> None:
+def test_inputs_can_be_plain_http_urls_the_job_fetches(
+    api_factory: Callable[..., RunningApi],
+) -> None:
+    api = api_factory(**ALLOW_LOOPBACK)
     files = {
         "/doc.txt": b"fetched over http\n",
         "/data.zip": _zip({"remote.txt": b"r"}),
@@ -188,4 +193,6 @@ def test_inputs_can_be_plain_http_urls_the_job_fetches(api: RunningApi) -> None:
         server.stop()
     assert info["status"] == "successful", info
     results = client.get(f"/jobs/{job_id}/results").json()
-    assert "remote.txt" in _follow(client, results["listing"]["href"]).text
+    listing = _follow(client, results["listing"]["href"]).text
+    assert "remote.txt" in listing
+    assert "GREETING='remote'" in listing

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +14,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.workflow_api.apis import RunningApi, ThreadedServer, bound_socket, execute, wait_for_job
+from data_sidecar.egress import Address
+from tests.workflow_api.apis import (
+    ALLOW_LOOPBACK,
+    RunningApi,
+    ThreadedServer,
+    bound_socket,
+    execute,
+    wait_for_job,
+)
 
 
 class Inbox:
@@ -46,9 +56,16 @@ def inbox() -> Iterator[tuple[Inbox, str]]:
     server.stop()
 
 
+@pytest.fixture
+def loopback_api(api_factory: Callable[..., RunningApi]) -> RunningApi:
+    """An API whose egress policy allows the loopback subscribers these tests run."""
+    return api_factory(**ALLOW_LOOPBACK)
+
+
 def test_subscriber_gets_in_progress_then_results(
-    api: RunningApi, inbox: tuple[Inbox, str]
+    loopback_api: RunningApi, inbox: tuple[Inbox, str]
 ) -> None:
+    api = loopback_api
     box, url = inbox
     box.failures_left = 1  # the first delivery is retried
     job_id = execute(
@@ -69,7 +86,8 @@ def test_subscriber_gets_in_progress_then_results(
     assert "failed" not in received
 
 
-def test_failed_job_notifies_failed_uri(api: RunningApi, inbox: tuple[Inbox, str]) -> None:
+def test_failed_job_notifies_failed_uri(loopback_api: RunningApi, inbox: tuple[Inbox, str]) -> None:
+    api = loopback_api
     box, url = inbox
     job_id = execute(
         api.consumer,
@@ -83,7 +101,8 @@ def test_failed_job_notifies_failed_uri(api: RunningApi, inbox: tuple[Inbox, str
     assert body["status"] == "failed"
 
 
-def test_unreachable_subscriber_never_affects_the_job(api: RunningApi) -> None:
+def test_unreachable_subscriber_never_affects_the_job(loopback_api: RunningApi) -> None:
+    api = loopback_api
     job_id = execute(
         api.consumer,
         "echo",
@@ -103,6 +122,50 @@ def test_subscriber_uri_must_be_http(api: RunningApi) -> None:
     )
     assert response.status_code == 400
     assert "subscriber" in response.json()["detail"]
+
+
+def test_a_loopback_subscriber_is_refused_by_default(
+    api: RunningApi, inbox: tuple[Inbox, str]
+) -> None:
+    box, url = inbox
+    response = api.consumer.post(
+        "/processes/echo/execution",
+        json={"inputs": {"message": "x"}, "subscriber": {"successUri": f"{url}/success"}},
+    )
+    assert response.status_code == 400
+    assert "127.0.0.1 is not a public address" in response.json()["detail"]
+    assert box.received == []
+
+
+def test_a_subscriber_name_resolving_to_loopback_is_called_only_when_allow_listed(
+    api_factory: Callable[..., RunningApi],
+    inbox: tuple[Inbox, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    box, url = inbox
+    port = url.rsplit(":", 1)[1]
+
+    def hosts(host: str, _port: int) -> list[Address]:
+        return [ipaddress.ip_address("127.0.0.1")] if host == "hooks.test" else []
+
+    subscriber = {"successUri": f"http://hooks.test:{port}/success"}
+    refusing = api_factory("refusing", resolver=hosts)
+    with caplog.at_level(logging.WARNING, logger="workflow_api.execution.notifications"):
+        job_id = execute(refusing.consumer, "echo", {"message": "x"}, subscriber=subscriber)
+        assert wait_for_job(refusing.consumer, job_id)["status"] == "successful"
+        deadline = time.monotonic() + 10
+        while "refused" not in caplog.text:
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.05)
+    assert "hooks.test resolves to an address that is not public" in caplog.text
+    assert box.received == []
+
+    allowing = api_factory("allowing", resolver=hosts, egress_allow_hosts=["hooks.test"])
+    job_id = execute(allowing.consumer, "echo", {"message": "y"}, subscriber=subscriber)
+    wait_for_job(allowing.consumer, job_id)
+    kind, body = box.wait_for(1)[0]
+    assert kind == "success"
+    assert body["echo"]["href"].endswith(f"/jobs/{job_id}/results/echo")
 
 
 def test_job_list_filters_and_pages(api: RunningApi) -> None:

@@ -9,16 +9,19 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from data_sidecar.egress import Resolver, system_resolver
 from workflow_api.errors import install_error_handlers
 from workflow_api.routes import admin, jobs, landing, processes, quota, storage, uploads
 from workflow_api.services import build_services
 from workflow_api.settings import Settings
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, resolver: Resolver = system_resolver) -> FastAPI:
+    """`resolver`: how the egress policy resolves names (tests inject a hosts table)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = build_services(settings)
+        services = build_services(settings, resolver)
         app.state.services = services
         await services.jobs.start()
         try:

@@ -1,7 +1,12 @@
 """Execute requests checked against the asset and turned into a `Launch`, persisted with the job.
 
 Every problem is an `InvalidInputError` naming the input: missing, unknown, wrong type, too large,
-an unknown upload, an href that is neither an upload of this API nor an http(s) URL.
+an unknown upload, an href that is neither an upload of this API nor an http(s) URL, or one the
+egress policy refuses outright (a scheme, this API's origin, an address that is not public).
+
+Env-files are checked here when they are inline or uploads; an env-file given as an http(s) href
+is fetched when the job starts (`execution.env_files`), never inside the request, and checked
+then by the same `env_file_variables`.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from urllib.parse import urlsplit
 import jsonschema
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
+from data_sidecar.egress import EgressPolicy, EgressRefusedError, origin_of
 from workflow_api.db import Upload
-from workflow_api.errors import InvalidInputError
+from workflow_api.errors import BadRequestError, InvalidInputError
 from workflow_contracts.asset import AssetInput, InputKind, WorkflowAsset
 from workflow_contracts.workspace import EnvFileError, parse_env_file
 
@@ -50,6 +56,11 @@ class FileSource(BaseModel):
     sha256: str | None = None
     max_size: int
 
+    @property
+    def fetched_at_launch(self) -> bool:
+        """An env-file behind an http(s) URL: read and checked when the job starts."""
+        return self.kind is InputKind.ENV_FILE and self.url is not None
+
 
 class Launch(BaseModel):
     files: list[FileSource] = Field(default_factory=list)
@@ -71,8 +82,12 @@ class InputResolver:
         max_env_file_size: int,
         find_upload: FindUpload,
         read_text: ReadText,
+        egress: EgressPolicy,
     ) -> None:
         self._base_url = base_url
+        self._origin = origin_of(base_url)
+        self._base_path = urlsplit(base_url).path.rstrip("/")
+        self._egress = egress
         self._max_upload_size = max_upload_size
         self._max_env_file_size = max_env_file_size
         self._find_upload = find_upload
@@ -98,10 +113,20 @@ class InputResolver:
                 launch.literals[item.id] = _literal(item, value)
             else:
                 source = self._file_source(item, value)
-                if item.kind is InputKind.ENV_FILE:
+                if item.kind is InputKind.ENV_FILE and not source.fetched_at_launch:
                     launch.env.update(self._env_variables(item, source))
                 launch.files.append(source)
         return launch
+
+    def check_subscriber(self, subscriber: Subscriber | None) -> None:
+        """Refuse callback URIs the egress policy refuses without resolving (400, not later)."""
+        for name, uri in (subscriber.model_dump() if subscriber else {}).items():
+            if uri is None:
+                continue
+            try:
+                self._egress.check_url(str(uri))
+            except EgressRefusedError as error:
+                raise BadRequestError(f"subscriber {name} refused: {error}") from error
 
     def _file_source(self, item: AssetInput, value: Any) -> FileSource:
         limit = min(item.max_size or self._max_upload_size, self._max_upload_size)
@@ -138,29 +163,45 @@ class InputResolver:
                 sha256=upload.sha256,
                 max_size=limit,
             )
-        parts = urlsplit(href)
-        if parts.scheme not in {"http", "https"} or not parts.netloc:
+        origin = origin_of(href)
+        if origin is None:
             raise InvalidInputError(
                 item.id, "href must be an upload of this API (/uploads/<id>) or an http(s) URL"
             )
-        if href.startswith(self._base_url + "/"):
+        if origin == self._origin:
             raise InvalidInputError(item.id, "href points into this API but not at an upload")
+        try:
+            self._egress.check_url(href)
+        except EgressRefusedError as error:
+            raise InvalidInputError(item.id, f"href refused: {error}") from error
         return FileSource(id=item.id, kind=item.kind, url=href, max_size=limit)
 
     def _upload_id(self, href: str) -> str | None:
-        for prefix in (f"{self._base_url}/uploads/", "/uploads/"):
-            if href.startswith(prefix):
-                return href[len(prefix) :].strip("/") or None
-        return None
+        """The id in `/uploads/<id>` or `<this API's URL>/uploads/<id>` (compared parsed: scheme
+        and host in any case, the default port written or not)."""
+        relative = href.startswith("/") and not href.startswith("//")
+        path = urlsplit(href).path if relative else None
+        if path is None and origin_of(href) == self._origin:
+            path = urlsplit(href).path.removeprefix(self._base_path)
+        prefix = "/uploads/"
+        if path is None or not path.startswith(prefix):
+            return None
+        return path[len(prefix) :].strip("/") or None
 
     def _env_variables(self, item: AssetInput, source: FileSource) -> dict[str, str]:
         text = source.inline_text
         if text is None:
             text = self._read_text(source, source.max_size)
-        try:
-            return parse_env_file(text)
-        except EnvFileError as error:
-            raise InvalidInputError(item.id, f"is not a valid env-file: {error}") from error
+        return env_file_variables(item, text)
+
+
+def env_file_variables(item: AssetInput, text: str) -> dict[str, str]:
+    """The variables of an env-file given for `item`, checked: the one check for every kind of
+    env-file source (inline, upload, or fetched at launch)."""
+    try:
+        return parse_env_file(text)
+    except EnvFileError as error:
+        raise InvalidInputError(item.id, f"is not a valid env-file: {error}") from error
 
 
 def _single(item: AssetInput, value: Any) -> Any:

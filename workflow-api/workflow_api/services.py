@@ -9,9 +9,11 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 
+from data_sidecar.egress import Resolver, system_resolver
 from workflow_api.assets import AssetRegistry
 from workflow_api.auth import JwksSource, TokenVerifier
 from workflow_api.db import make_engine
+from workflow_api.execution.env_files import RemoteEnvFiles
 from workflow_api.execution.job_storage import JobStorage
 from workflow_api.execution.local import LocalJobRunner
 from workflow_api.execution.manager import JobManager
@@ -42,13 +44,16 @@ class Services:
     verifier: TokenVerifier
 
 
-def _make_runner(settings: Settings, store: ObjectStore) -> JobRunner:
+def _make_runner(
+    settings: Settings, store: ObjectStore, resolver: Resolver = system_resolver
+) -> JobRunner:
     runners: dict[str, Callable[[], JobRunner]] = {
         "local": lambda: LocalJobRunner(
             settings.data_dir / "workspaces",
             grace_seconds=settings.dismiss_grace_seconds,
             poll_seconds=settings.progress_poll_seconds,
             max_log_size=settings.max_job_log_size,
+            resolver=resolver,
         ),
         "kubernetes": lambda: _make_kubernetes_runner(settings, store),
     }
@@ -95,7 +100,8 @@ def _make_kubernetes_runner(settings: Settings, store: ObjectStore) -> JobRunner
     )
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, resolver: Resolver = system_resolver) -> Services:
+    """`resolver` answers for the egress policy (tests give a hosts table; default: the system)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     incoming = settings.data_dir / "incoming"
     shutil.rmtree(incoming, ignore_errors=True)  # partial uploads of an earlier run
@@ -116,12 +122,11 @@ def build_services(settings: Settings) -> Services:
     )
 
     def read_text(source: FileSource, limit: int) -> str:
-        if source.upload_id is not None:
-            url = store.signed_url("GET", keys.upload_key(source.upload_id), ttl)
-        else:
-            assert source.url is not None
-            url = source.url
-        return fetch_text(url, limit)
+        """An uploaded env-file, from this API's own storage (remote ones are read at launch)."""
+        assert source.upload_id is not None
+        return fetch_text(store.signed_url("GET", keys.upload_key(source.upload_id), ttl), limit)
+
+    egress = settings.egress_policy()
 
     inputs = InputResolver(
         base_url=settings.base_url,
@@ -129,17 +134,20 @@ def build_services(settings: Settings) -> Services:
         max_env_file_size=settings.max_inline_env_file_size,
         find_upload=uploads.find,
         read_text=read_text,
+        egress=egress,
     )
     notifier = Notifier(
         timeout_seconds=settings.subscriber_timeout_seconds,
         attempts=settings.subscriber_attempts,
+        policy=egress,
+        resolver=resolver,
     )
     jobs = JobManager(
         engine=engine,
         catalog=catalog.get,
         store=store,
-        runner=_make_runner(settings, store),
         storage=JobStorage(ledger, store),
+        runner=_make_runner(settings, store, resolver),
         notifier=notifier,
         base_url=settings.base_url,
         max_running=settings.max_running_jobs,
@@ -150,6 +158,8 @@ def build_services(settings: Settings) -> Services:
             max_files=settings.archive_max_files,
         ),
         max_log_size=settings.max_job_log_size,
+        env_files=RemoteEnvFiles(egress, settings.egress_env_file_deadline_seconds, resolver),
+        egress_rules=egress.rules(settings.egress_input_deadline_seconds),
     )
     keys_source = JwksSource(
         file=settings.jwks_file,

@@ -16,6 +16,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from data_sidecar.egress import EgressPolicy, origin_of
+
 MiB = 1024**2
 GiB = 1024**3
 
@@ -126,6 +128,18 @@ class Settings(BaseSettings):
     subscriber_timeout_seconds: float = Field(default=10.0, gt=0)
     subscriber_attempts: int = Field(default=5, gt=0)
 
+    # egress on a consumer's behalf (http(s) inputs, env-file hrefs, subscriber callbacks): only
+    # global unicast addresses, unless the provider allow-lists a host name or a network here
+    egress_allow_hosts: list[str] = Field(default_factory=list)
+    egress_allow_cidrs: list[str] = Field(default_factory=list)
+    egress_max_redirects: int = Field(default=5, ge=0, le=20)
+    egress_input_deadline_seconds: float = Field(
+        default=3600.0, gt=0, description="total time for fetching one http(s) input"
+    )
+    egress_env_file_deadline_seconds: float = Field(
+        default=30.0, gt=0, description="total time for fetching one env-file href at launch"
+    )
+
     @model_validator(mode="after")
     def _check_sources(self) -> Settings:
         if (self.jwks_file is None) == (self.jwks_url is None):
@@ -136,7 +150,21 @@ class Settings(BaseSettings):
         require_s3_settings(self, "WORKFLOW_API_")
         if self.runner == "kubernetes" and not self.kubernetes_sidecar_image:
             raise ValueError("runner 'kubernetes' needs WORKFLOW_API_KUBERNETES_SIDECAR_IMAGE")
+        try:
+            self.egress_policy()
+        except ValueError as error:
+            raise ValueError(f"WORKFLOW_API_EGRESS_ALLOW_CIDRS: {error}") from error
         return self
+
+    def egress_policy(self) -> EgressPolicy:
+        """The one egress policy; this API's public origin is never a destination."""
+        host, port = origin_of(self.base_url) or ("", 0)
+        return EgressPolicy.build(
+            allow_hosts=self.egress_allow_hosts,
+            allow_cidrs=self.egress_allow_cidrs,
+            own_origins=[f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
+            max_redirects=self.egress_max_redirects,
+        )
 
     @property
     def base_url(self) -> str:

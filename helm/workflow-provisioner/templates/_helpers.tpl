@@ -86,6 +86,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   "KUBERNETES_DATA_VOLUME_SIZE" (toString $d.dataVolumeSize)
   "KUBERNETES_STORAGE_EGRESS_CIDRS" (toJson .Values.storage.egressCidrs)
   "KUBERNETES_WORKFLOW_API_ENV" (toJson $d.workflowApiEnv)
+  "KUBERNETES_API_SERVER_CIDRS" (toJson $d.apiEgress.apiServerCidrs)
+  "KUBERNETES_API_SERVER_PORT" (toString $d.apiEgress.apiServerPort)
+  "KUBERNETES_API_INTERNET_EGRESS" (toString $d.apiEgress.internet)
+  "KUBERNETES_PROVISIONER_PORT" "8000"
 -}}
 {{- with $d.dataSidecarImage }}{{ $_ := set $settings "KUBERNETES_SIDECAR_IMAGE" . }}{{ end }}
 {{- with $d.ingress.className }}{{ $_ := set $settings "KUBERNETES_INGRESS_CLASS" . }}{{ end }}

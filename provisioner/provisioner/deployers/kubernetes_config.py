@@ -7,13 +7,15 @@ consumer's namespace, route and public URL.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from provisioner.deployers.base import ConsumerSpec
 from provisioner.deployers.kubernetes_objects import (
     RUNNER_CLUSTER_ROLE,
+    ApiEgressSpec,
     ConsumerDeploymentSpec,
     IngressSpec,
     QuotaSpec,
@@ -46,6 +48,7 @@ class KubernetesDeployerConfig:
     data_storage_class: str | None = None
     storage_egress_cidrs: tuple[str, ...] = ()
     storage_port: int = 443
+    api_egress: ApiEgressSpec = field(default_factory=ApiEgressSpec)
     readiness_timeout_seconds: float = 300.0
     removal_timeout_seconds: float = 120.0
     resync_seconds: float = 60.0
@@ -88,9 +91,25 @@ class KubernetesDeployerConfig:
             grants=spec.grants,
             storage_egress_cidrs=self.storage_egress_cidrs,
             storage_port=self.storage_port,
+            api_egress=replace(self.api_egress, allow_cidrs=egress_allow_cidrs(settings)),
             quota=self.quota,
             api_resources=self.api_resources,
             data_volume_size=self.data_volume_size,
             data_storage_class=self.data_storage_class,
             runner_cluster_role=self.runner_cluster_role,
         )
+
+
+def egress_allow_cidrs(settings: Mapping[str, str]) -> tuple[str, ...]:
+    """The networks the workflow-api's egress policy allows (`WORKFLOW_API_EGRESS_ALLOW_CIDRS`,
+    JSON as pydantic-settings reads it), so its NetworkPolicy opens exactly those."""
+    text = settings.get("WORKFLOW_API_EGRESS_ALLOW_CIDRS")
+    if not text:
+        return ()
+    try:
+        cidrs = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"WORKFLOW_API_EGRESS_ALLOW_CIDRS is not a JSON list: {error}") from error
+    if not isinstance(cidrs, list) or not all(isinstance(cidr, str) for cidr in cidrs):
+        raise ValueError("WORKFLOW_API_EGRESS_ALLOW_CIDRS must be a JSON list of strings")
+    return tuple(cidrs)

@@ -100,6 +100,59 @@ class IngressSpec:
     annotations: Mapping[str, str] = field(default_factory=dict)  # e.g. the class's prefix rewrite
 
 
+# Not reachable through `ApiEgressSpec.internet`: what is not public unicast. The workflow-api's own
+# egress policy (data_sidecar.egress) is the allow-list; these `except` blocks repeat it in the
+# network so a bug there still reaches no internal service.
+NON_PUBLIC_V4 = (
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+)
+NON_PUBLIC_V6 = (
+    "::/8",  # loopback, unspecified, IPv4-mapped and -compatible, NAT64
+    "100::/64",
+    "2001:db8::/32",
+    "2002::/16",  # 6to4: may embed any IPv4 address
+    "fc00::/7",
+    "fe80::/10",
+    "fec0::/10",
+    "ff00::/8",
+)
+
+
+@dataclass(frozen=True)
+class ApiEgressSpec:
+    """Where the workflow-api pod may connect besides DNS and the storage endpoints: the
+    provisioner (JWKS), the Kubernetes API server (job runner), the networks the provider
+    allow-listed for egress, and with `internet` any public address on `internet_ports` (env-file
+    hrefs, subscriber callbacks, and http(s) inputs of the local runner)."""
+
+    provisioner_port: int = 8000  # the provisioner pod's port (NetworkPolicy sees pod ports)
+    api_server_cidrs: tuple[str, ...] = ()
+    api_server_port: int = 6443
+    allow_cidrs: tuple[str, ...] = ()  # WORKFLOW_API_EGRESS_ALLOW_CIDRS, any port
+    internet: bool = False
+    internet_ports: tuple[int, ...] = (80, 443)
+
+    def check(self) -> None:
+        for cidr in (*self.api_server_cidrs, *self.allow_cidrs):
+            ipaddress.ip_network(cidr)  # ValueError when malformed
+        ports = (self.provisioner_port, self.api_server_port, *self.internet_ports)
+        if not all(0 < port < 65536 for port in ports):
+            raise ValueError("api_egress: every port must be in 1..65535")
+
+
 @dataclass(frozen=True)
 class ConsumerDeploymentSpec:
     consumer_id: str
@@ -115,6 +168,7 @@ class ConsumerDeploymentSpec:
     grants: tuple[str, ...] = ()  # asset ids, for the namespace annotation
     storage_egress_cidrs: tuple[str, ...] = ()  # what job pods may reach, besides DNS
     storage_port: int = 443
+    api_egress: ApiEgressSpec = ApiEgressSpec()
     quota: QuotaSpec = QuotaSpec()
     api_resources: Resources = Resources()
     data_volume_size: str = "10Gi"
@@ -133,6 +187,7 @@ class ConsumerDeploymentSpec:
             raise ValueError("ingress.path_prefix must start with '/', storage_port be a port")
         for cidr in self.storage_egress_cidrs:
             ipaddress.ip_network(cidr)  # ValueError when malformed
+        self.api_egress.check()
         api, quota, defaults = self.api_resources, self.quota, self.quota.container_defaults
         pairs = [(api.cpu_limit, quota.cpu), (api.memory_limit, quota.memory)]
         for resources in (api, defaults):
@@ -374,9 +429,56 @@ def _namespace_peer(name: str) -> client.V1NetworkPolicyPeer:
     return client.V1NetworkPolicyPeer(namespace_selector=selector)
 
 
+def _ip_peers(cidrs: tuple[str, ...]) -> list[client.V1NetworkPolicyPeer]:
+    return [client.V1NetworkPolicyPeer(ip_block=client.V1IPBlock(cidr=cidr)) for cidr in cidrs]
+
+
+def _tcp(*ports: int) -> list[client.V1NetworkPolicyPort]:
+    return [client.V1NetworkPolicyPort(protocol="TCP", port=port) for port in ports]
+
+
+def _api_egress(
+    spec: ConsumerDeploymentSpec, base: list[client.V1NetworkPolicyEgressRule]
+) -> client.V1NetworkPolicySpec:
+    """DNS and storage (`base`, as for jobs), the provisioner, the API server, the allow-listed
+    networks, and the public internet when `internet` is on."""
+    egress = spec.api_egress
+    rules = [
+        *base,
+        client.V1NetworkPolicyEgressRule(
+            to=[_namespace_peer(spec.provisioner_namespace)], ports=_tcp(egress.provisioner_port)
+        ),
+    ]
+    if egress.api_server_cidrs:
+        rules.append(
+            client.V1NetworkPolicyEgressRule(
+                to=_ip_peers(egress.api_server_cidrs), ports=_tcp(egress.api_server_port)
+            )
+        )
+    if egress.allow_cidrs:
+        rules.append(client.V1NetworkPolicyEgressRule(to=_ip_peers(egress.allow_cidrs)))
+    if egress.internet:
+        public = [
+            client.V1IPBlock(cidr="0.0.0.0/0", _except=list(NON_PUBLIC_V4)),
+            client.V1IPBlock(cidr="::/0", _except=list(NON_PUBLIC_V6)),
+        ]
+        rules.append(
+            client.V1NetworkPolicyEgressRule(
+                to=[client.V1NetworkPolicyPeer(ip_block=block) for block in public],
+                ports=_tcp(*egress.internet_ports),
+            )
+        )
+    return client.V1NetworkPolicySpec(
+        pod_selector=client.V1LabelSelector(match_labels=spec.selector_labels()),
+        policy_types=["Egress"],
+        egress=rules,
+    )
+
+
 def make_network_policies(spec: ConsumerDeploymentSpec) -> list[client.V1NetworkPolicy]:
     """No pod is reachable, except the API from the ingress controller's and the provisioner's
-    namespaces; job pods reach only DNS and the storage endpoints."""
+    namespaces; job pods reach only DNS and the storage endpoints; the API pod reaches what
+    `_api_egress` lists."""
     deny_ingress = client.V1NetworkPolicySpec(
         pod_selector=client.V1LabelSelector(), policy_types=["Ingress"]
     )
@@ -409,6 +511,7 @@ def make_network_policies(spec: ConsumerDeploymentSpec) -> list[client.V1Network
         ("default-deny-ingress", deny_ingress),
         ("allow-api-ingress", api_ingress),
         ("job-egress", job_egress),
+        ("api-egress", _api_egress(spec, egress)),
     )
     return [
         _object(

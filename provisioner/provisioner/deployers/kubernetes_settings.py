@@ -15,7 +15,7 @@ from provisioner.deployers.base import ConsumerSpec
 from provisioner.deployers.kubernetes import KubernetesDeployer
 from provisioner.deployers.kubernetes_api import KubernetesApi
 from provisioner.deployers.kubernetes_config import KubernetesDeployerConfig
-from provisioner.deployers.kubernetes_objects import QuotaSpec, Resources
+from provisioner.deployers.kubernetes_objects import ApiEgressSpec, QuotaSpec, Resources
 from workflow_api.execution.kubernetes_api import connect
 
 if TYPE_CHECKING:
@@ -83,6 +83,12 @@ def config_from_settings(settings: Settings) -> KubernetesDeployerConfig:
         data_storage_class=settings.kubernetes_data_storage_class,
         storage_egress_cidrs=tuple(settings.kubernetes_storage_egress_cidrs),
         storage_port=_storage_port(settings),
+        api_egress=ApiEgressSpec(
+            provisioner_port=settings.kubernetes_provisioner_port,
+            api_server_cidrs=tuple(settings.kubernetes_api_server_cidrs),
+            api_server_port=settings.kubernetes_api_server_port,
+            internet=settings.kubernetes_api_internet_egress,
+        ),
         readiness_timeout_seconds=settings.kubernetes_readiness_timeout_seconds,
         removal_timeout_seconds=settings.kubernetes_removal_timeout_seconds,
         resync_seconds=settings.kubernetes_resync_seconds,

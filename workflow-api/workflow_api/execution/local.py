@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from data_sidecar import push_out, stage_in
+from data_sidecar.egress import Resolver, system_resolver
 from data_sidecar.errors import SidecarError
 from workflow_api.execution.runner import JobRun, Outcome
 from workflow_api.processes import ProcessIdentity, signal_group
@@ -51,9 +52,11 @@ class LocalJobRunner:
         grace_seconds: float,
         poll_seconds: float,
         max_log_size: int = 16 * 1024**2,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self._work_dir = work_dir
         self._max_log_size = max_log_size
+        self._resolver = resolver  # names of external inputs (the manifest's egress rules)
         self._grace_seconds = grace_seconds
         self._poll_seconds = poll_seconds
         self._closing = False
@@ -99,7 +102,12 @@ class LocalJobRunner:
         self, job: JobRun, workspace: Path, log_path: Path
     ) -> tuple[int | None, str | None]:
         try:
-            await asyncio.to_thread(stage_in, job.manifest, workspace, self._http)
+            await asyncio.to_thread(
+                functools.partial(stage_in, resolver=self._resolver),
+                job.manifest,
+                workspace,
+                self._http,
+            )
         except SidecarError as error:
             _append(log_path, f"[stage-in] {error}\n")
             return None, f"stage-in failed: {error}"

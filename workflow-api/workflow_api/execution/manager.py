@@ -23,17 +23,24 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from workflow_api.db import Job, JobStatus, utcnow
-from workflow_api.errors import NoSuchJobError
+from workflow_api.errors import InvalidInputError, NoSuchJobError
+from workflow_api.execution.env_files import RemoteEnvFileError, RemoteEnvFiles
 from workflow_api.execution.job_storage import JobStorage
 from workflow_api.execution.notifications import Notifier
 from workflow_api.execution.runner import JobRun, JobRunner, Outcome
-from workflow_api.inputs import Launch, Subscriber
+from workflow_api.inputs import Launch, Subscriber, env_file_variables
 from workflow_api.ogc import results_document, status_info
 from workflow_api.processes import ProcessIdentity
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore
 from workflow_contracts.asset import WorkflowAsset
-from workflow_contracts.manifest import ArchiveLimits, JobManifest, OutputTarget, StagedInput
+from workflow_contracts.manifest import (
+    ArchiveLimits,
+    EgressRules,
+    JobManifest,
+    OutputTarget,
+    StagedInput,
+)
 from workflow_contracts.workspace import literal_env_name
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,8 @@ class JobManager:
         signed_url_ttl: timedelta,
         archive_limits: ArchiveLimits,
         max_log_size: int,
+        env_files: RemoteEnvFiles,
+        egress_rules: EgressRules,
         signed_url_margin: timedelta = timedelta(minutes=15),
     ) -> None:
         self._engine = engine
@@ -72,6 +81,8 @@ class JobManager:
         self._url_margin = signed_url_margin
         self._archive_limits = archive_limits
         self._max_log_size = max_log_size
+        self._env_files = env_files
+        self._egress_rules = egress_rules
         self._running: dict[str, asyncio.Task[None]] = {}
         self._dismissing: set[str] = set()
         self._wakeup = asyncio.Event()
@@ -98,6 +109,7 @@ class JobManager:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._env_files.close()
 
     # --- called from request threads -----------------------------------------------------------
 
@@ -248,6 +260,15 @@ class JobManager:
         if not resumed:
             self._notify(job, "inProgressUri", status_info(job, self._base_url))
         launch = Launch.model_validate(job.launch)
+        if not resumed and any(source.fetched_at_launch for source in launch.files):
+            try:
+                launch = await asyncio.to_thread(self._read_env_files, job_id, asset, launch)
+            except asyncio.CancelledError:
+                await self._finish_if_dismissed(job_id)
+                raise
+            except (RemoteEnvFileError, InvalidInputError) as error:
+                await self._finish(job_id, JobStatus.FAILED, str(error), None)
+                return
         run = JobRun(
             job_id=job_id,
             asset=asset,
@@ -263,8 +284,7 @@ class JobManager:
         try:
             outcome = await self._runner.run(run)
         except asyncio.CancelledError:
-            if job_id in self._dismissing:
-                await self._finish(job_id, JobStatus.DISMISSED, "dismissed", None)
+            await self._finish_if_dismissed(job_id)
             raise
         except Exception as error:
             log.exception("job %s: the runner failed", job_id)
@@ -272,6 +292,12 @@ class JobManager:
         status, message, results = _judge(asset, outcome)
         refused = outcome.report.refused if outcome.report is not None else None
         await self._finish(job_id, status, message, results, refused=refused)
+
+    async def _finish_if_dismissed(self, job_id: str) -> None:
+        """On cancellation: a dismissal ends the job as dismissed; a shutdown leaves it running
+        for recovery."""
+        if job_id in self._dismissing:
+            await self._finish(job_id, JobStatus.DISMISSED, "dismissed", None)
 
     # --- persistence helpers (threads) ---------------------------------------------------------
 
@@ -380,6 +406,34 @@ class JobManager:
                 self._storage.settle(job.id, self._catalog(job.process_id), refused=None)
         return resumed
 
+    def _read_env_files(self, job_id: str, asset: WorkflowAsset, launch: Launch) -> Launch:
+        """Fetch the env-files given as http(s) hrefs, check them as the request checks inline
+        ones, and keep what was read as the job's own copy (the worker sees those bytes, not a
+        second download). The updated launch is persisted."""
+        files, env = [], dict(launch.env)
+        for source in launch.files:
+            if not source.fetched_at_launch:
+                files.append(source)
+                continue
+            item = asset.input(source.id)
+            assert item is not None and source.url is not None
+            try:
+                text = self._env_files.read(source.url, source.max_size)
+            except RemoteEnvFileError as error:
+                raise RemoteEnvFileError(f"input {source.id!r}: {error}") from error
+            env.update(env_file_variables(item, text))
+            self._store_inline(job_id, source.id, text)
+            files.append(source.model_copy(update={"url": None, "inline_text": text}))
+        updated = launch.model_copy(update={"files": files, "env": env})
+        with Session(self._engine) as session:
+            session.exec(
+                update(Job)
+                .where(col(Job.id) == job_id)
+                .values(launch=updated.model_dump(mode="json"))
+            )
+            session.commit()
+        return updated
+
     def _store_inline(self, job_id: str, input_id: str, text: str) -> None:
         key = keys.inline_input_key(job_id, input_id)
         data = text.encode("utf-8")
@@ -416,6 +470,7 @@ class JobManager:
                     size=source.size,
                     sha256=source.sha256,
                     max_size=source.max_size,
+                    external=source.upload_id is None and source.inline_text is None,
                 )
             )
         # Each output may take at most what is free now: S3 enforces that from the upload's
@@ -439,6 +494,7 @@ class JobManager:
             log_form=log_upload.form,
             archive_limits=self._archive_limits,
             storage=budget,
+            egress=self._egress_rules,
         )
 
     def _notify(self, job: Job, uri_name: str, body: dict[str, Any]) -> None:

@@ -1,7 +1,10 @@
 """OGC `subscriber` callbacks: POST the status or results to the URIs the client gave.
 
-Delivery is retried with backoff on network errors, 5xx and 429; a failure is logged and never
-touches the job. Deliveries run as tasks owned by the notifier and are cancelled when it closes.
+Every delivery goes through the egress policy (`data_sidecar.egress`): refused at once when the
+URI's host is not an allowed destination, connected to the address that was checked, no
+redirects followed, each attempt bounded by the timeout as a whole. Delivery is retried with
+backoff on no answer, 5xx and 429; a failure is logged and never touches the job. Deliveries run
+as tasks owned by the notifier and are cancelled when it closes.
 """
 
 from __future__ import annotations
@@ -18,18 +21,38 @@ from tenacity import (
     wait_exponential,
 )
 
+from data_sidecar.egress import EgressPolicy, EgressRefusedError, Resolver, system_resolver
+from data_sidecar.egress_http import EgressFailedError, guarded_async_client, post_guarded
+from data_sidecar.transport import safe_url
+
 log = logging.getLogger(__name__)
+TOO_MANY_REQUESTS = 429
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
 
 
 def _retryable(error: BaseException) -> bool:
-    if isinstance(error, httpx.HTTPStatusError):
-        return error.response.status_code >= 500 or error.response.status_code == 429
-    return isinstance(error, httpx.TransportError)
+    if isinstance(error, EgressFailedError):
+        return error.retryable
+    return isinstance(error, _RetryableStatus)
 
 
 class Notifier:
-    def __init__(self, *, timeout_seconds: float, attempts: int, max_wait_seconds: float = 30):
-        self._client = httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False)
+    def __init__(
+        self,
+        *,
+        timeout_seconds: float,
+        attempts: int,
+        policy: EgressPolicy,
+        max_wait_seconds: float = 30,
+        resolver: Resolver = system_resolver,
+    ):
+        self._policy = policy
+        self._timeout = timeout_seconds
+        self._client = guarded_async_client(policy, httpx.Timeout(timeout_seconds), resolver)
         self._attempts = attempts
         self._max_wait = max_wait_seconds
         self._deliveries: set[asyncio.Task[None]] = set()
@@ -43,6 +66,7 @@ class Notifier:
         task.add_done_callback(self._deliveries.discard)
 
     async def _deliver(self, job_id: str, uri: str, body: dict[str, Any]) -> None:
+        where = safe_url(uri)
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_retryable),
@@ -51,10 +75,19 @@ class Notifier:
                 reraise=True,
             ):
                 with attempt:
-                    response = await self._client.post(uri, json=body)
-                    response.raise_for_status()
-        except httpx.HTTPError as error:
-            log.warning("subscriber notification for job %s failed: %s", job_id, error)
+                    status = await post_guarded(
+                        self._client, self._policy, uri, body, self._timeout
+                    )
+                    if status >= 500 or status == TOO_MANY_REQUESTS:
+                        raise _RetryableStatus(status)
+                    if not 200 <= status < 300:
+                        log.warning(
+                            "subscriber %s for job %s answered HTTP %d", where, job_id, status
+                        )
+        except EgressRefusedError as error:
+            log.warning("subscriber %s for job %s refused: %s", where, job_id, error)
+        except (EgressFailedError, _RetryableStatus) as error:
+            log.warning("subscriber notification to %s for job %s failed: %s", where, job_id, error)
 
     async def drain(self, timeout: float) -> None:
         """Wait a little for pending deliveries (tests, shutdown)."""

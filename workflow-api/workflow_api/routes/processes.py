@@ -42,6 +42,7 @@ def execute_process(
     """Always asynchronous: 201, `Location` of the job and its status."""
     asset = services.assets.get(process_id)
     launch = services.inputs.resolve(asset, body.inputs)
+    services.inputs.check_subscriber(body.subscriber)
     job = services.jobs.submit(asset, launch, body.subscriber)
     info = status_info(job, services.settings.base_url)
     return JSONResponse(
