@@ -1,7 +1,8 @@
 """Execute requests checked against the asset and turned into a `Launch`, persisted with the job.
 
 Every problem is an `InvalidInputError` naming the input: missing, unknown, wrong type, too large,
-an unknown upload, an href that is neither an upload of this API nor an http(s) URL.
+an unknown upload, an href that is neither an upload of this API nor an http(s) URL, text no
+environment can carry (NUL, lone surrogates), an env-file variable the asset does not declare.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from workflow_api.db import Upload
 from workflow_api.errors import InvalidInputError
 from workflow_contracts.asset import AssetInput, InputKind, WorkflowAsset
+from workflow_contracts.environment import (
+    UndeclaredVariableError,
+    env_file_variables,
+    text_problem,
+)
 from workflow_contracts.workspace import EnvFileError, parse_env_file
 
 
@@ -113,6 +119,9 @@ class InputResolver:
             text = value.get("value") if isinstance(value, dict) else value
             if not isinstance(text, str):
                 raise InvalidInputError(item.id, "expects env-file text or {'href': ...}")
+            problem = text_problem(text)
+            if problem is not None:
+                raise InvalidInputError(item.id, f"the env-file {problem}")
             if len(text.encode()) > limit:
                 raise InvalidInputError(item.id, f"is larger than its limit of {limit} bytes")
             return FileSource(id=item.id, kind=item.kind, inline_text=text, max_size=limit)
@@ -158,9 +167,13 @@ class InputResolver:
         if text is None:
             text = self._read_text(source, source.max_size)
         try:
-            return parse_env_file(text)
+            variables = parse_env_file(text)
         except EnvFileError as error:
             raise InvalidInputError(item.id, f"is not a valid env-file: {error}") from error
+        try:
+            return env_file_variables(item, variables)
+        except UndeclaredVariableError as error:
+            raise InvalidInputError(item.id, str(error)) from error
 
 
 def _single(item: AssetInput, value: Any) -> Any:
@@ -183,4 +196,7 @@ def _literal(item: AssetInput, value: Any) -> Any:
         jsonschema.validate(value, schema)
     except jsonschema.ValidationError as error:
         raise InvalidInputError(item.id, f"{error.message}") from error
+    problem = text_problem(value) if isinstance(value, str) else None
+    if problem is not None:
+        raise InvalidInputError(item.id, f"the value {problem}")
     return value

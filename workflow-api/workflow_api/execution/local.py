@@ -24,6 +24,7 @@ from data_sidecar.errors import SidecarError
 from workflow_api.execution.runner import JobRun, Outcome
 from workflow_api.processes import ProcessIdentity, signal_group
 from workflow_contracts.asset import WorkflowAsset
+from workflow_contracts.environment import UndeclaredVariableError, worker_environment
 from workflow_contracts.workspace import (
     INPUTS_DIR,
     INPUTS_DIR_ENV,
@@ -92,15 +93,22 @@ class LocalJobRunner:
         timeout = job.asset.execution.timeout_seconds
         progress_file = workspace / ".progress"
         progress_file.touch()
-        env = {
-            **_base_environment(),
-            **job.asset.local.env,
-            **job.env,
-            WORKSPACE_ENV: str(workspace),
-            INPUTS_DIR_ENV: str(workspace / INPUTS_DIR),
-            OUTPUTS_DIR_ENV: str(workspace / OUTPUTS_DIR),
-            PROGRESS_FILE_ENV: str(progress_file),
-        }
+        try:
+            env = worker_environment(
+                job.asset.inputs,
+                job.env,
+                provider=job.asset.local.env,
+                base=_base_environment(),
+                workspace={
+                    WORKSPACE_ENV: str(workspace),
+                    INPUTS_DIR_ENV: str(workspace / INPUTS_DIR),
+                    OUTPUTS_DIR_ENV: str(workspace / OUTPUTS_DIR),
+                    PROGRESS_FILE_ENV: str(progress_file),
+                },
+            )
+        except UndeclaredVariableError as error:
+            _append(log_path, f"[runner] {error}\n")
+            return None, f"the job's environment is not what the asset declares: {error}"
         with log_path.open("ab") as log_file:
             try:
                 process = await asyncio.create_subprocess_exec(
