@@ -130,6 +130,9 @@ class InputResolver:
         )
 
     def _reference(self, item: AssetInput, href: str, limit: int) -> FileSource:
+        problem = text_problem(href)
+        if problem is not None:
+            raise InvalidInputError(item.id, f"the href {problem}")
         upload_id = self._upload_id(href)
         if upload_id is not None:
             upload = self._find_upload(upload_id)
