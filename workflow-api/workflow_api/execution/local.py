@@ -22,6 +22,7 @@ import httpx
 from data_sidecar import push_out, stage_in
 from data_sidecar.errors import SidecarError
 from workflow_api.execution.runner import JobRun, Outcome
+from workflow_api.private_files import open_private, private_dir, private_file, workspace_dir
 from workflow_api.processes import ProcessIdentity, signal_group
 from workflow_contracts.asset import WorkflowAsset
 from workflow_contracts.environment import UndeclaredVariableError, worker_environment
@@ -67,7 +68,8 @@ class LocalJobRunner:
         workspace = self._workspace(job.job_id)
         log_path = self._log_path(job.job_id)
         shutil.rmtree(workspace, ignore_errors=True)
-        workspace.mkdir(parents=True)
+        private_dir(self._work_dir)
+        workspace_dir(workspace)
         try:
             exit_code, error = await self._stage_and_work(job, workspace, log_path)
             report = await asyncio.to_thread(
@@ -92,7 +94,7 @@ class LocalJobRunner:
         assert job.asset.local is not None
         timeout = job.asset.execution.timeout_seconds
         progress_file = workspace / ".progress"
-        progress_file.touch()
+        private_file(progress_file)
         try:
             env = worker_environment(
                 job.asset.inputs,
@@ -109,7 +111,7 @@ class LocalJobRunner:
         except UndeclaredVariableError as error:
             _append(log_path, f"[runner] {error}\n")
             return None, f"the job's environment is not what the asset declares: {error}"
-        with log_path.open("ab") as log_file:
+        with open_private(log_path) as log_file:
             try:
                 process = await asyncio.create_subprocess_exec(
                     *job.asset.local.command,
@@ -213,5 +215,5 @@ def _signal_group(group: int, signal_number: signal.Signals) -> None:
 
 
 def _append(path: Path, text: str) -> None:
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(text)
+    with open_private(path) as handle:
+        handle.write(text.encode("utf-8"))
