@@ -32,7 +32,11 @@ def restrict_umask() -> None:
 
 def private_dir(path: Path) -> Path:
     """`path` and its missing parents as 0700 directories; an existing `path` is tightened."""
-    missing = [p for p in (path, *path.parents) if not p.exists()]
+    missing: list[Path] = []
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
     for directory in reversed(missing):
         directory.mkdir(mode=DIRECTORY_MODE, exist_ok=True)
     _tighten(path, DIRECTORY_MODE)
