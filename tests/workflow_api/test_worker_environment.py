@@ -121,3 +121,30 @@ def test_the_dummy_assets_declare_what_their_workers_read(env_api: RunningApi) -
         "input 'settings': variable SHOUT is not one the asset declares "
         "(declared: GREETING, REPEAT)"
     )
+
+
+def test_a_queued_job_whose_asset_now_declares_less_fails_instead_of_running(
+    api_factory: Callable[..., RunningApi], tmp_path: Path
+) -> None:
+    assets = tmp_path / "assets"
+    shutil.copytree(DUMMY_ASSETS, assets)
+    asset_file = assets / "env-dump.yaml"
+    asset_file.write_text(yaml.safe_dump(ENV_DUMP_ASSET), encoding="utf-8")
+    first = api_factory(
+        "shared", assets_dir=assets, grants=("env-dump", "dummy"), max_running_jobs=1
+    )
+    busy = execute(first.consumer, "dummy", {"duration": 60})
+    wait_for_job(first.consumer, busy, statuses={"running"})
+    queued = execute(first.consumer, "env-dump", {"settings": "GREETING=hi\n"})
+    assert first.consumer.get(f"/jobs/{queued}").json()["status"] == "accepted"
+    first.stop()
+
+    narrower = {**ENV_DUMP_ASSET, "inputs": [{**ENV_DUMP_ASSET["inputs"][0], "variables": None}]}
+    asset_file.write_text(yaml.safe_dump(narrower), encoding="utf-8")
+    second = api_factory("shared", assets_dir=assets, grants=(), max_running_jobs=1)
+    info = wait_for_job(second.consumer, queued)
+    assert info["status"] == "failed"
+    assert info["message"] == (
+        "the job's environment is not what the asset declares: "
+        "variable GREETING is not one the asset declares"
+    )
