@@ -19,22 +19,12 @@ from typing import Any
 
 from workflow_contracts.asset import AssetInput, InputKind
 from workflow_contracts.env_names import reserved_reason
+from workflow_contracts.text import text_problem
 from workflow_contracts.workspace import literal_env_name
 
 
 class UndeclaredVariableError(ValueError):
     """A variable the asset does not declare, or a value no environment can carry."""
-
-
-def text_problem(text: str) -> str | None:
-    """Why `text` cannot be an environment value or a literal (NUL, lone surrogates), or None."""
-    if "\x00" in text:
-        return "contains a NUL character"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid Unicode text (a lone surrogate)"
-    return None
 
 
 def env_file_variables(item: AssetInput, variables: Mapping[str, str]) -> dict[str, str]:

@@ -17,11 +17,8 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from workflow_api.db import Upload
 from workflow_api.errors import InvalidInputError
 from workflow_contracts.asset import AssetInput, InputKind, WorkflowAsset
-from workflow_contracts.environment import (
-    UndeclaredVariableError,
-    env_file_variables,
-    text_problem,
-)
+from workflow_contracts.environment import UndeclaredVariableError, env_file_variables
+from workflow_contracts.text import text_problem
 from workflow_contracts.workspace import EnvFileError, parse_env_file
 
 
