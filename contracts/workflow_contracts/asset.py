@@ -7,15 +7,44 @@ An asset file (YAML or JSON) is validated against `WorkflowAsset`; the JSON sche
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from workflow_contracts.env_names import (
+    ENV_NAME_PATTERN,
+    MAX_ENV_NAME_LENGTH,
+    check_declared_name,
+    check_declared_pattern,
+)
+from workflow_contracts.workspace import literal_env_name
 
 IDENTIFIER_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
+DeclaredEnvName = Annotated[
+    str,
+    Field(pattern=ENV_NAME_PATTERN.pattern, max_length=MAX_ENV_NAME_LENGTH),
+    AfterValidator(check_declared_name),
+]
+DeclaredEnvPattern = Annotated[
+    str,
+    Field(
+        max_length=200,
+        description="anchored: ^PREFIX_[class]{m,n}$, the class made of A-Z a-z 0-9 _",
+    ),
+    AfterValidator(check_declared_pattern),
+]
 
 # JSON-schema keywords a literal input may constrain itself with.
 LITERAL_CONSTRAINT_KEYWORDS = frozenset(
@@ -57,6 +86,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class EnvFileVariables(_Strict):
+    """The variables an env-file input may set: exact names, or names matching strict patterns.
+
+    Nothing else in the file reaches the worker's environment; runtime names are refused here.
+    """
+
+    names: list[DeclaredEnvName] = Field(default_factory=list, max_length=256)
+    patterns: list[DeclaredEnvPattern] = Field(default_factory=list, max_length=32)
+
+    def allows(self, name: str) -> bool:
+        return name in self.names or any(re.fullmatch(p, name) for p in self.patterns)
+
+    def describe(self) -> str:
+        return ", ".join([*self.names, *self.patterns]) or "none"
+
+
 class AssetInput(_Strict):
     id: Identifier
     title: str = ""
@@ -70,6 +115,10 @@ class AssetInput(_Strict):
         default_factory=dict, description="JSON-schema keywords for literal inputs"
     )
     default: Any = None
+    variables: EnvFileVariables | None = Field(
+        default=None,
+        description="env-file inputs only: the variables it may set (none when absent)",
+    )
 
     @model_validator(mode="after")
     def _kind_rules(self) -> AssetInput:
@@ -81,7 +130,13 @@ class AssetInput(_Strict):
                 raise ValueError(f"input {self.id!r}: unsupported constraints {sorted(unknown)}")
         elif self.type is not None or self.constraints:
             raise ValueError(f"input {self.id!r}: 'type' and 'constraints' are for literal inputs")
+        if self.variables is not None and self.kind is not InputKind.ENV_FILE:
+            raise ValueError(f"input {self.id!r}: 'variables' is for env-file inputs")
         return self
+
+    @property
+    def declared_variables(self) -> EnvFileVariables:
+        return self.variables or EnvFileVariables()
 
     def value_schema(self) -> dict[str, Any]:
         """The OGC/JSON schema of this input's value."""
@@ -166,6 +221,27 @@ class WorkflowAsset(_Strict):
         if duplicates:
             raise ValueError(f"duplicate ids {duplicates}")
         return items
+
+    @model_validator(mode="after")
+    def _inputs_cannot_override_the_provider(self) -> WorkflowAsset:
+        """Every input's variable name is distinct and none is one the provider sets itself."""
+        provider = set(self.execution.env) | set(self.local.env if self.local else {})
+        literal_names: dict[str, str] = {}
+        for item in self.inputs:
+            if item.kind is InputKind.LITERAL:
+                name = literal_env_name(item.id)
+                if name in literal_names:
+                    raise ValueError(
+                        f"inputs {literal_names[name]!r} and {item.id!r} both become {name}"
+                    )
+                literal_names[name] = item.id
+        for name in sorted(provider):
+            owner = literal_names.get(name) or next(
+                (i.id for i in self.inputs if i.declared_variables.allows(name)), None
+            )
+            if owner is not None:
+                raise ValueError(f"input {owner!r} would set {name}, which the asset's env sets")
+        return self
 
     def input(self, input_id: str) -> AssetInput | None:
         return next((i for i in self.inputs if i.id == input_id), None)

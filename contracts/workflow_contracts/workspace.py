@@ -4,14 +4,18 @@
     <workspace>/inputs.json           literal inputs as a JSON object
     <workspace>/outputs/<output id>   a file, or a directory (delivered as a zip archive)
 
-Literal inputs are also environment variables `INPUT_<ID>` (upper case, `-` as `_`); the
-variables of an `env-file` input are set as they are. Progress is reported by appending
-`<percent> <message>` lines to the file named by `WORKFLOW_PROGRESS_FILE`.
+The worker's environment is exactly (`environment.worker_environment`, the same for every runner):
+the variables of this module (`WORKFLOW_*`), the asset's own `env`, its literal inputs as
+`INPUT_<ID>` (upper case, `-` as `_`) and those variables of an `env-file` input whose names the
+asset declares on that input (`variables: {names, patterns}`); an env-file with any other name is
+refused when the job is submitted. Inputs never override the asset's or the runtime's variables.
+Progress is reported by appending `<percent> <message>` lines to the file named by
+`WORKFLOW_PROGRESS_FILE`.
 """
 
 from __future__ import annotations
 
-import re
+from workflow_contracts.env_names import ENV_NAME_PATTERN
 
 WORKSPACE_ENV = "WORKFLOW_WORKSPACE"
 INPUTS_DIR_ENV = "WORKFLOW_INPUTS_DIR"
@@ -22,11 +26,6 @@ CONTAINER_WORKSPACE = "/workspace"
 INPUTS_DIR = "inputs"
 OUTPUTS_DIR = "outputs"
 LITERALS_FILE = "inputs.json"
-
-ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Variables an env-file must not set: they steer the runtime, not the worker.
-RESERVED_ENV_NAMES = frozenset({"PATH", "HOME", "PYTHONPATH", "PYTHONHOME"})
-RESERVED_ENV_PREFIXES = ("WORKFLOW_", "INPUT_", "LD_")
 
 
 def literal_env_name(input_id: str) -> str:
@@ -44,11 +43,14 @@ def parse_progress_line(line: str) -> tuple[int, str] | None:
 
 
 class EnvFileError(ValueError):
-    """An env-file line that is not `NAME=value`, or a name it may not set."""
+    """An env-file line that is not `NAME=value`."""
 
 
 def parse_env_file(text: str) -> dict[str, str]:
-    """`NAME=value` lines; blanks and `#` comments skipped; matching quotes removed."""
+    """`NAME=value` lines; blanks and `#` comments skipped; matching quotes removed.
+
+    Syntax only: which names may reach the worker is `environment.env_file_variables`.
+    """
     variables: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -60,8 +62,6 @@ def parse_env_file(text: str) -> dict[str, str]:
         name = name.strip()
         if not separator or not ENV_NAME_PATTERN.fullmatch(name):
             raise EnvFileError(f"line {number}: expected NAME=value")
-        if name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES):
-            raise EnvFileError(f"line {number}: {name} may not be set by an env-file")
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]

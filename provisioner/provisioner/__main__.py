@@ -14,6 +14,7 @@ from pydantic import SecretStr, ValidationError
 
 from provisioner.app import create_app
 from provisioner.settings import Settings
+from workflow_api.private_files import private_dir, restrict_umask, write_private
 from workflow_api.settings import describe_invalid_settings
 
 log = logging.getLogger("provisioner")
@@ -29,11 +30,10 @@ def configure_logging() -> None:
 def _dev_settings(host: str, port: int) -> Settings:
     """Embedded defaults: local deployer, SQLite, filesystem storage, the dummy assets."""
     data_dir = Path(os.environ.get("PROVISIONER_DATA_DIR", ".dev-data/provisioner")).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     token_file = data_dir / "admin-token"
     if not token_file.exists():
-        token_file.touch(mode=0o600)
-        token_file.write_text(secrets.token_urlsafe(32))
+        write_private(token_file, secrets.token_urlsafe(32).encode())
     overrides = {
         "public_url": f"http://{host}:{port}",
         "data_dir": data_dir,
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--host", default="127.0.0.1")
         command.add_argument("--port", type=int, default=8000)
     arguments = parser.parse_args(argv)
+    restrict_umask()  # its database, pid files, consumers' data: 0600 files, 0700 directories
     configure_logging()
     try:
         if arguments.command == "dev":

@@ -23,6 +23,7 @@ from provisioner.reconciler import Reconciler
 from provisioner.settings import Settings
 from provisioner.tokens import TokenService
 from provisioner.workflow_apis import WorkflowApiClient
+from workflow_api.private_files import private_dir
 from workflow_api.signing_keys import SigningKey
 from workflow_contracts.asset import WorkflowAsset, load_catalog
 
@@ -128,7 +129,7 @@ def _transfer_state_reader(management: ManagementClient | None) -> Callable[[str
 
 
 def build_services(settings: Settings) -> Services:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     engine = make_engine(settings.resolved_database_url)
     catalog = load_catalog(settings.assets_dir)
     key_file = settings.signing_key_file or settings.data_dir / "signing-key.pem"

@@ -20,12 +20,11 @@ def test_env_file_lines_comments_quotes_and_export() -> None:
     [
         ("no equals sign", "line 1: expected NAME=value"),
         ("ok=1\n1BAD=2", "line 2"),
-        ("PATH=/evil", "may not be set"),
-        ("LD_PRELOAD=x.so", "may not be set"),
-        ("WORKFLOW_OUTPUTS_DIR=/", "may not be set"),
+        ("A-B=1", "line 1"),
     ],
 )
-def test_env_file_refuses_bad_lines_and_reserved_names(text: str, message: str) -> None:
+def test_env_file_refuses_bad_lines(text: str, message: str) -> None:
+    """Syntax only; which names may reach a worker is tests/contracts/test_environment.py."""
     with pytest.raises(EnvFileError, match=message):
         parse_env_file(text)
 

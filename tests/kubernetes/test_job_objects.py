@@ -25,10 +25,17 @@ from tests.kubernetes.manifests import (
 from workflow_api.execution import kubernetes_objects as objects
 from workflow_api.execution.kubernetes_objects import JobSpec, JobTemplate, Toleration
 from workflow_contracts import kubernetes_names
-from workflow_contracts.asset import ExecutionUnit, Resources
+from workflow_contracts.asset import AssetInput, ExecutionUnit, Resources
+from workflow_contracts.environment import UndeclaredVariableError
 from workflow_contracts.manifest import JobManifest, OutputTarget
 
 JOB_ID = "0b5e3f7a-4a43-4c0e-9d0c-8f1e2b3c4d5e"
+INPUTS = (
+    AssetInput.model_validate({"id": "duration", "kind": "literal", "type": "number"}),
+    AssetInput.model_validate(
+        {"id": "settings", "kind": "env-file", "variables": {"names": ["GREETING"]}}
+    ),
+)
 TEMPLATE = JobTemplate(
     sidecar_image="registry.example.org/data-sidecar:1.0.0",
     node_selector={"workload": "jobs"},
@@ -54,6 +61,7 @@ def make_spec(**changes: Any) -> JobSpec:
             log_url="https://s3.example.org/log?sig",
         ),
         template=TEMPLATE,
+        inputs=INPUTS,
         worker_env={"INPUT_DURATION": "2.75", "GREETING": "Hello from an env-file"},
     )
     return replace(spec, **changes)
@@ -244,6 +252,31 @@ def test_the_jobs_own_values_stay_in_the_secret() -> None:
     }
     assert all(SECRET_KEY.fullmatch(key) for key in data)
     assert JobManifest.model_validate_json(data["manifest.json"]) == spec.manifest
+
+
+def test_the_worker_gets_exactly_the_names_the_asset_and_the_contract_declare() -> None:
+    worker = containers(make_spec())["worker"]
+    assert sorted(item["name"] for item in worker["env"]) == [
+        "GREETING",
+        "HOME",
+        "INPUT_DURATION",
+        "MODE",
+        "WORKFLOW_INPUTS_DIR",
+        "WORKFLOW_OUTPUTS_DIR",
+        "WORKFLOW_PROGRESS_FILE",
+        "WORKFLOW_WORKSPACE",
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", ["PYTHONPYCACHEPREFIX", "BASH_ENV", "HTTP_PROXY", "LD_PRELOAD", "FOO", "MODE"]
+)
+def test_a_variable_the_asset_does_not_declare_never_reaches_the_job(name: str) -> None:
+    spec = make_spec(worker_env={"GREETING": "hi", name: "/workspace/inputs/x"})
+    with pytest.raises(UndeclaredVariableError, match=f"variable {name} is not one"):
+        objects.make_job(spec)
+    with pytest.raises(UndeclaredVariableError, match=name):
+        objects.make_manifest_secret(spec, created(make_spec()))
 
 
 def test_the_secret_belongs_to_the_job() -> None:

@@ -171,7 +171,7 @@ def test_file_inputs_need_a_valid_reference(
 ) -> None:
     response = api.consumer.post(
         "/processes/input-dummy/execution",
-        json={"inputs": {"document": value, "dataset": value, "settings": "A=1"}},
+        json={"inputs": {"document": value, "dataset": value, "settings": "GREETING=hi"}},
     )
     assert response.status_code == 400
     assert detail in response.json()["detail"]
@@ -180,7 +180,7 @@ def test_file_inputs_need_a_valid_reference(
 def test_invalid_env_file_is_refused_naming_the_line(api: RunningApi) -> None:
     response = api.consumer.post(
         "/processes/input-dummy/execution",
-        json={"inputs": {"settings": "GOOD=1\nPATH=/evil\n"}},
+        json={"inputs": {"settings": "GREETING=1\nnot a line\n"}},
     )
     assert response.status_code == 400
     assert "line 2" in response.json()["detail"]
@@ -198,7 +198,7 @@ def test_stage_in_failure_fails_the_job_with_a_message(
         {
             "document": {"href": document["href"]},
             "dataset": {"href": "http://127.0.0.1:9/unreachable.zip"},
-            "settings": "A=1",
+            "settings": "GREETING=hi",
         },
     )
     info = wait_for_job(client, job_id, timeout=120)

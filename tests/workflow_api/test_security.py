@@ -171,7 +171,7 @@ def test_input_href_into_the_api_itself_is_refused(api: RunningApi) -> None:
             "inputs": {
                 "document": {"href": f"{api.base_url}/admin/grants"},
                 "dataset": {"href": f"{api.base_url}/storage/x"},
-                "settings": "A=1",
+                "settings": "GREETING=hi",
             }
         },
     )

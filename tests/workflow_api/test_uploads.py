@@ -77,7 +77,7 @@ def test_upload_larger_than_the_inputs_limit_is_refused_at_execute(api: RunningA
     settings_limit = min(
         limit or api.settings.max_upload_size, api.settings.max_inline_env_file_size
     )
-    document = upload(api.consumer, b"A=1\n" + b"#" * settings_limit)
+    document = upload(api.consumer, b"GREETING=1\n" + b"#" * settings_limit)
     tiny = upload(api.consumer, b"x")
     response = api.consumer.post(
         "/processes/input-dummy/execution",

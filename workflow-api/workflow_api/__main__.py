@@ -12,6 +12,7 @@ import uvicorn
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from workflow_api.app import create_app
+from workflow_api.private_files import restrict_umask
 from workflow_api.settings import Settings, describe_invalid_settings
 
 log = logging.getLogger("workflow_api")
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         help="start now, read environment, address and log file as one JSON line, then serve",
     )
     arguments = parser.parse_args(argv)
+    restrict_umask()  # databases, uploads, logs, workspaces: 0600 files, 0700 directories
     if arguments.settings_from_stdin:
         assignment = _await_assignment()
         if assignment is None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 from jose import JWTError, jwt
-from jose.exceptions import ExpiredSignatureError, JWTClaimsError
+from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
 from pydantic import ValidationError
 
 from workflow_api.errors import ForbiddenError, UnauthorizedError
@@ -83,14 +83,17 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except JWTError as error:
             raise UnauthorizedError("malformed bearer token") from error
-        if header.get("alg") not in TOKEN_ALGORITHMS:
+        algorithm = header.get("alg")
+        if algorithm not in TOKEN_ALGORITHMS:
             raise UnauthorizedError(f"token algorithm must be one of {', '.join(TOKEN_ALGORITHMS)}")
         key = self._key_for(header.get("kid"))
+        if key.get("alg", algorithm) != algorithm:
+            raise UnauthorizedError("token algorithm does not match its signing key")
         try:
             payload = jwt.decode(
                 token,
                 key,
-                algorithms=list(TOKEN_ALGORITHMS),
+                algorithms=[algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
                 options={"require_exp": True, "require_aud": True, "require_iss": True},
@@ -100,7 +103,7 @@ class TokenVerifier:
             raise UnauthorizedError("token has expired") from error
         except JWTClaimsError as error:
             raise UnauthorizedError(f"token claims rejected: {error}") from error
-        except (JWTError, ValidationError) as error:
+        except (JOSEError, ValidationError) as error:  # JWKError: a key of another type, ...
             raise UnauthorizedError("token signature or claims are invalid") from error
         return claims
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Field, SQLModel, create_engine
+
+from workflow_api.private_files import private_file
 
 
 def utcnow() -> datetime:
@@ -94,6 +97,9 @@ class StoredObject(SQLModel, table=True):
 def make_engine(url: str, tables: Sequence[type[SQLModel]] | None = None) -> Engine:
     """An engine with the tables created (this service's, unless others are named)."""
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            private_file(Path(database))  # SQLite gives its -wal and -shm files the same mode
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:

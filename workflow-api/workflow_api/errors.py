@@ -20,6 +20,7 @@ Only `ApiError`s reach clients with their detail; anything else is a 500 without
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -133,15 +134,20 @@ class JobFailedError(ApiError):
     title = "Job failed"
 
 
+class ProblemResponse(JSONResponse):
+    """Problem JSON as ASCII: a detail quoting what a client sent (a lone surrogate, say) always
+    encodes, so an error about bad input can never become a failure of its own."""
+
+    media_type = PROBLEM_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def problem_response(error: ApiError, request: Request | None = None) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
     instance = request.url.path if request is not None else None
-    return JSONResponse(
-        error.body(instance),
-        status_code=error.status,
-        media_type=PROBLEM_MEDIA_TYPE,
-        headers=headers,
-    )
+    return ProblemResponse(error.body(instance), status_code=error.status, headers=headers)
 
 
 def problem(
@@ -154,7 +160,7 @@ def problem(
         "status": status,
         "detail": detail,
     }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+    return ProblemResponse(body, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -2,7 +2,8 @@
 
 Every problem is an `InvalidInputError` naming the input: missing, unknown, wrong type, too large,
 an unknown upload, an href that is neither an upload of this API nor an http(s) URL, or one the
-egress policy refuses outright (a scheme, this API's origin, an address that is not public).
+egress policy refuses outright (a scheme, this API's origin, an address that is not public), text no
+environment can carry (NUL, lone surrogates), an env-file variable the asset does not declare.
 
 Env-files are checked here when they are inline or uploads; an env-file given as an http(s) href
 is fetched when the job starts (`execution.env_files`), never inside the request, and checked
@@ -21,7 +22,10 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from data_sidecar.egress import EgressPolicy, EgressRefusedError, origin_of
 from workflow_api.db import Upload
 from workflow_api.errors import BadRequestError, InvalidInputError
+from workflow_contracts import environment
 from workflow_contracts.asset import AssetInput, InputKind, WorkflowAsset
+from workflow_contracts.environment import UndeclaredVariableError
+from workflow_contracts.text import text_problem
 from workflow_contracts.workspace import EnvFileError, parse_env_file
 
 
@@ -138,6 +142,9 @@ class InputResolver:
             text = value.get("value") if isinstance(value, dict) else value
             if not isinstance(text, str):
                 raise InvalidInputError(item.id, "expects env-file text or {'href': ...}")
+            problem = text_problem(text)
+            if problem is not None:
+                raise InvalidInputError(item.id, f"the env-file {problem}")
             if len(text.encode()) > limit:
                 raise InvalidInputError(item.id, f"is larger than its limit of {limit} bytes")
             return FileSource(id=item.id, kind=item.kind, inline_text=text, max_size=limit)
@@ -146,6 +153,9 @@ class InputResolver:
         )
 
     def _reference(self, item: AssetInput, href: str, limit: int) -> FileSource:
+        problem = text_problem(href)
+        if problem is not None:
+            raise InvalidInputError(item.id, f"the href {problem}")
         upload_id = self._upload_id(href)
         if upload_id is not None:
             upload = self._find_upload(upload_id)
@@ -196,12 +206,16 @@ class InputResolver:
 
 
 def env_file_variables(item: AssetInput, text: str) -> dict[str, str]:
-    """The variables of an env-file given for `item`, checked: the one check for every kind of
-    env-file source (inline, upload, or fetched at launch)."""
+    """The variables of an env-file given for `item`, parsed and held to what the asset declares:
+    the one check for every kind of env-file source (inline, upload, or fetched at launch)."""
     try:
-        return parse_env_file(text)
+        variables = parse_env_file(text)
     except EnvFileError as error:
         raise InvalidInputError(item.id, f"is not a valid env-file: {error}") from error
+    try:
+        return environment.env_file_variables(item, variables)
+    except UndeclaredVariableError as error:
+        raise InvalidInputError(item.id, str(error)) from error
 
 
 def _single(item: AssetInput, value: Any) -> Any:
@@ -224,4 +238,7 @@ def _literal(item: AssetInput, value: Any) -> Any:
         jsonschema.validate(value, schema)
     except jsonschema.ValidationError as error:
         raise InvalidInputError(item.id, f"{error.message}") from error
+    problem = text_problem(value) if isinstance(value, str) else None
+    if problem is not None:
+        raise InvalidInputError(item.id, f"the value {problem}")
     return value

@@ -20,6 +20,7 @@ from workflow_api.execution.manager import JobManager
 from workflow_api.execution.notifications import Notifier
 from workflow_api.execution.runner import JobRunner
 from workflow_api.inputs import FileSource, InputResolver
+from workflow_api.private_files import private_dir
 from workflow_api.quota import QuotaLedger
 from workflow_api.settings import Settings
 from workflow_api.storage import base as keys
@@ -102,7 +103,7 @@ def _make_kubernetes_runner(settings: Settings, store: ObjectStore) -> JobRunner
 
 def build_services(settings: Settings, resolver: Resolver = system_resolver) -> Services:
     """`resolver` answers for the egress policy (tests give a hosts table; default: the system)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     incoming = settings.data_dir / "incoming"
     shutil.rmtree(incoming, ignore_errors=True)  # partial uploads of an earlier run
     engine = make_engine(settings.resolved_database_url)

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from workflow_api.db import Upload, utcnow
 from workflow_api.errors import BadRequestError, NoSuchUploadError, PayloadTooLargeError
+from workflow_api.private_files import open_private, private_dir
 from workflow_api.quota import QuotaLedger
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore
@@ -55,13 +56,13 @@ class UploadService:
                 f"the file is {declared_size} bytes; uploads are limited to {self._max_size} bytes"
             )
         upload_id = str(uuid.uuid4())
-        self._incoming.mkdir(parents=True, exist_ok=True)
+        private_dir(self._incoming)
         partial = self._incoming / upload_id
         digest = hashlib.sha256()
         reservation = _Reservation(self._ledger, declared_size)
         size = 0
         try:
-            with partial.open("wb") as handle:
+            with open_private(partial, append=False) as handle:
                 # Receive the next batch while the previous one is hashed and written.
                 writing: asyncio.Future[None] | None = None
                 batch: list[bytes] = []

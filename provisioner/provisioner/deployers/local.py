@@ -39,6 +39,7 @@ import httpx
 
 from provisioner.consumer_storage import ConsumerStorage, ConsumerStorageError, NoConsumerStorage
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
+from workflow_api.private_files import open_private, private_dir, write_private
 from workflow_api.processes import ProcessIdentity, child_groups, process_stat, signal_group
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ class LocalDeployer:
         waits on stdin for its assignment; it exits on end of file, so it dies with us."""
         if self._spare is not None and self._spare.poll() is None:
             return
-        self._root.mkdir(parents=True, exist_ok=True)
+        private_dir(self._root)
         environment = {
             "PATH": os.pathsep.join([str(Path(self._python).parent), os.environ.get("PATH", "")]),
             "HOME": os.environ.get("HOME", str(self._root)),
@@ -188,7 +189,7 @@ class LocalDeployer:
         }
         command = [self._python, "-m", "workflow_api", "serve", "--settings-from-stdin"]
         try:
-            with (self._root / SPARE_LOG_FILE).open("ab") as log_file:
+            with open_private(self._root / SPARE_LOG_FILE) as log_file:
                 self._spare = subprocess.Popen(
                     command,
                     cwd=self._root,
@@ -337,8 +338,8 @@ class LocalDeployer:
         )
         moment = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            with (data_dir / LOG_FILE).open("ab") as log_file:
+            private_dir(data_dir)
+            with open_private(data_dir / LOG_FILE) as log_file:
                 log_file.write(f"[deployer] {moment} starting on {self._host}:{port}\n".encode())
                 log_file.flush()
                 process = self._assign_spare(environment, port, data_dir) or subprocess.Popen(
@@ -503,7 +504,7 @@ def _write_pid_file(data_dir: Path, record: _Record) -> None:
     path = data_dir / PID_FILE
     temporary = path.with_suffix(".tmp")
     try:
-        temporary.write_text(json.dumps(record.to_detail()))
+        write_private(temporary, json.dumps(record.to_detail()).encode())
         temporary.replace(path)
     except OSError as error:
         log.warning("cannot write %s: %s", path, error)

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from workflow_contracts.text import CleanText
+
 EDC_NAMESPACE = "https://w3id.org/edc/v0.0.1/ns/"
 HTTP_ENDPOINT_TYPE = "https://w3id.org/idsa/v4.1/HTTP"
 CALLBACK_TYPE_ID = "dataspaceconnector:provisioner-callback-request"
@@ -22,10 +24,10 @@ class LegacyProvisionRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    assetId: str
-    transferProcessId: str
-    callbackAddress: str
-    resourceDefinitionId: str
+    assetId: CleanText
+    transferProcessId: CleanText
+    callbackAddress: CleanText
+    resourceDefinitionId: CleanText
     type: Literal["provision", "deprovision"]
     policy: dict[str, Any] | None = None
 
@@ -36,9 +38,9 @@ class DataPlaneProvisionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     type: Literal["provision", "deprovision"]
-    provisionResourceId: str
-    flowId: str
-    callbackAddress: str
+    provisionResourceId: CleanText
+    flowId: CleanText
+    callbackAddress: CleanText
 
 
 def _properties(values: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 from provisioner.db import Consumer, Grant, GrantState, utcnow
 from provisioner.deps import AdminDep, ServicesDep
 from provisioner.errors import NotFoundError
+from workflow_contracts.text import CleanText
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 LIVE = [GrantState.PROVISIONING, GrantState.ACTIVE]
@@ -21,8 +22,8 @@ LIVE = [GrantState.PROVISIONING, GrantState.ACTIVE]
 class HandGrantRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    consumer_id: str = Field(min_length=1, max_length=255)
-    asset_id: str = Field(min_length=1)
+    consumer_id: CleanText = Field(min_length=1, max_length=255)
+    asset_id: CleanText = Field(min_length=1)
     expires_at: datetime | None = None
 
 

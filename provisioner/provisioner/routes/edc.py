@@ -17,6 +17,7 @@ from provisioner.deps import EndpointSecretDep, ServicesDep
 from provisioner.edc.wire import DataPlaneProvisionRequest, LegacyProvisionRequest
 from provisioner.errors import ProvisionerError
 from provisioner.metrics import Metrics
+from workflow_contracts.text import CleanText
 
 router = APIRouter(prefix="/edc", tags=["edc"])
 T = TypeVar("T")
@@ -66,7 +67,7 @@ def dataplane_provisioning(
     body: DataPlaneProvisionRequest,
     services: ServicesDep,
     _: EndpointSecretDep,
-    asset: Annotated[str | None, Query(description="the asset, when named in the URL")] = None,
+    asset: Annotated[CleanText | None, Query(description="the asset named in the URL")] = None,
 ) -> JSONResponse:
     intake, metrics = services.intake, services.metrics
     answer: dict[str, Any]

@@ -24,6 +24,7 @@ import httpx
 from workflow_api.execution import kubernetes_status as status
 from workflow_api.execution.kubernetes_api import ClusterApi, KubernetesApiError
 from workflow_api.execution.kubernetes_objects import STAGE_IN_CONTAINER, WORKER_CONTAINER
+from workflow_api.private_files import private_dir
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore, SignedUpload
 from workflow_contracts.manifest import PushOutReport
@@ -41,7 +42,7 @@ class JobArtifacts:
         self._store = store
         self._log_dir = log_dir
         self._http = httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
-        log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(log_dir)
 
     def close(self) -> None:
         self._http.close()

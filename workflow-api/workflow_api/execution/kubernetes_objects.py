@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from kubernetes import client
 
-from workflow_contracts.asset import ExecutionUnit
+from workflow_contracts.asset import AssetInput, ExecutionUnit
+from workflow_contracts.environment import check_job_variables, worker_environment
 from workflow_contracts.kubernetes_names import (
     JOB_ID_LABEL_KEY,
     JOB_LABEL_KEY,
@@ -107,6 +108,7 @@ class JobSpec:
     execution: ExecutionUnit
     manifest: JobManifest
     template: JobTemplate
+    inputs: Sequence[AssetInput] = ()  # the asset's inputs: which job variables it declares
     worker_env: Mapping[str, str] = field(default_factory=dict)  # values go into the Secret
 
 
@@ -200,16 +202,7 @@ def _sidecar_container(spec: JobSpec, name: str, command: list[str]) -> client.V
 
 
 def _worker_env(spec: JobSpec) -> list[client.V1EnvVar]:
-    """The asset's variables, then the job's (from the Secret), then the workspace contract's."""
-    variables: dict[str, client.V1EnvVar] = {
-        name: client.V1EnvVar(name=name, value=value) for name, value in spec.execution.env.items()
-    }
-    secret = manifest_secret_name(spec.job_id)
-    for name in spec.worker_env:
-        reference = client.V1SecretKeySelector(name=secret, key=f"{ENV_KEY_PREFIX}{name}")
-        variables[name] = client.V1EnvVar(
-            name=name, value_from=client.V1EnvVarSource(secret_key_ref=reference)
-        )
+    """`worker_environment`: the job's variables by reference to the Secret, the rest as values."""
     contract = {
         WORKSPACE_ENV: CONTAINER_WORKSPACE,
         INPUTS_DIR_ENV: f"{CONTAINER_WORKSPACE}/{INPUTS_DIR}",
@@ -217,8 +210,20 @@ def _worker_env(spec: JobSpec) -> list[client.V1EnvVar]:
         PROGRESS_FILE_ENV: PROGRESS_FILE,
         "HOME": WORKER_TMP_DIR,
     }
-    variables.update({name: client.V1EnvVar(name=name, value=v) for name, v in contract.items()})
-    return list(variables.values())
+    environment = worker_environment(
+        spec.inputs, spec.worker_env, provider=spec.execution.env, workspace=contract
+    )
+    from_job = set(spec.worker_env) - set(spec.execution.env) - set(contract)
+    secret = manifest_secret_name(spec.job_id)
+    variables: list[client.V1EnvVar] = []
+    for name, value in environment.items():
+        if name in from_job:
+            reference = client.V1SecretKeySelector(name=secret, key=f"{ENV_KEY_PREFIX}{name}")
+            source = client.V1EnvVarSource(secret_key_ref=reference)
+            variables.append(client.V1EnvVar(name=name, value_from=source))
+        else:
+            variables.append(client.V1EnvVar(name=name, value=value))
+    return variables
 
 
 def _worker_container(spec: JobSpec) -> client.V1Container:
@@ -319,6 +324,7 @@ def make_manifest_secret(spec: JobSpec, owner: client.V1Job) -> client.V1Secret:
     reference = client.V1OwnerReference(
         api_version="batch/v1", kind="Job", name=owner.metadata.name, uid=owner.metadata.uid
     )
+    check_job_variables(spec.inputs, spec.worker_env)
     data = {MANIFEST_KEY: spec.manifest.model_dump_json()}
     data |= {f"{ENV_KEY_PREFIX}{name}": value for name, value in spec.worker_env.items()}
     metadata = _metadata(spec, manifest_secret_name(spec.job_id), owner_references=[reference])

@@ -53,6 +53,7 @@ from workflow_api.processes import ProcessIdentity
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore
 from workflow_contracts.asset import WorkflowAsset
+from workflow_contracts.environment import UndeclaredVariableError
 from workflow_contracts.workspace import parse_progress_line
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,10 @@ class KubernetesJobRunner:
         except KubernetesApiError as error:
             await self._delete(name, "Background")
             return Outcome(None, f"the job could not be started on Kubernetes: {error}", None)
+        except UndeclaredVariableError as error:
+            await self._delete(name, "Background")
+            message = f"the job's environment is not what the asset declares: {error}"
+            return Outcome(None, message, None)
         if not started:
             return Outcome(None, LOST_MESSAGE, None)
         watch = _Watch()
@@ -179,6 +184,7 @@ class KubernetesJobRunner:
             job_id=job.job_id,
             namespace=self._api.namespace,
             execution=job.asset.execution,
+            inputs=tuple(job.asset.inputs),
             manifest=manifest,
             template=self._template,
             worker_env=job.env,

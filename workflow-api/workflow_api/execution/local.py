@@ -26,8 +26,10 @@ from data_sidecar import push_out, stage_in
 from data_sidecar.egress import Resolver, system_resolver
 from data_sidecar.errors import SidecarError
 from workflow_api.execution.runner import JobRun, Outcome
+from workflow_api.private_files import open_private, private_dir, private_file, workspace_dir
 from workflow_api.processes import ProcessIdentity, signal_group
 from workflow_contracts.asset import WorkflowAsset
+from workflow_contracts.environment import UndeclaredVariableError, worker_environment
 from workflow_contracts.manifest import JobManifest
 from workflow_contracts.workspace import (
     INPUTS_DIR,
@@ -81,7 +83,8 @@ class LocalJobRunner:
         workspace = self._workspace(job.job_id)
         log_path = self._log_path(job.job_id)
         shutil.rmtree(workspace, ignore_errors=True)
-        workspace.mkdir(parents=True)
+        private_dir(self._work_dir)
+        workspace_dir(workspace)
         try:
             exit_code, error = await self._stage_and_work(job, workspace, log_path)
             await asyncio.to_thread(bound_log, log_path, self._max_log_size)
@@ -114,17 +117,24 @@ class LocalJobRunner:
         assert job.asset.local is not None
         timeout = job.asset.execution.timeout_seconds
         progress_file = workspace / ".progress"
-        progress_file.touch()
-        env = {
-            **_base_environment(),
-            **job.asset.local.env,
-            **job.env,
-            WORKSPACE_ENV: str(workspace),
-            INPUTS_DIR_ENV: str(workspace / INPUTS_DIR),
-            OUTPUTS_DIR_ENV: str(workspace / OUTPUTS_DIR),
-            PROGRESS_FILE_ENV: str(progress_file),
-        }
-        with log_path.open("ab") as log_file:
+        private_file(progress_file)
+        try:
+            env = worker_environment(
+                job.asset.inputs,
+                job.env,
+                provider=job.asset.local.env,
+                base=_base_environment(),
+                workspace={
+                    WORKSPACE_ENV: str(workspace),
+                    INPUTS_DIR_ENV: str(workspace / INPUTS_DIR),
+                    OUTPUTS_DIR_ENV: str(workspace / OUTPUTS_DIR),
+                    PROGRESS_FILE_ENV: str(progress_file),
+                },
+            )
+        except UndeclaredVariableError as error:
+            _append(log_path, f"[runner] {error}\n")
+            return None, f"the job's environment is not what the asset declares: {error}"
+        with open_private(log_path) as log_file:
             try:
                 process = await asyncio.create_subprocess_exec(
                     *job.asset.local.command,
@@ -252,5 +262,5 @@ def bound_log(path: Path, limit: int) -> None:
 
 
 def _append(path: Path, text: str) -> None:
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(text)
+    with open_private(path) as handle:
+        handle.write(text.encode("utf-8"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import tempfile
 import uuid
@@ -34,6 +33,7 @@ from workflow_api.processes import ProcessIdentity
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore
 from workflow_contracts.asset import WorkflowAsset
+from workflow_contracts.environment import literal_variables
 from workflow_contracts.manifest import (
     ArchiveLimits,
     EgressRules,
@@ -41,7 +41,6 @@ from workflow_contracts.manifest import (
     OutputTarget,
     StagedInput,
 )
-from workflow_contracts.workspace import literal_env_name
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +272,7 @@ class JobManager:
             job_id=job_id,
             asset=asset,
             manifest=self._manifest(job_id, asset, launch),
-            env=_worker_env(launch),
+            env={**launch.env, **literal_variables(launch.literals)},
             on_progress=lambda percent, message: asyncio.to_thread(
                 self._record_progress, job_id, percent, message
             ),
@@ -507,14 +506,6 @@ class JobManager:
             self._notify(job, "successUri", results_document(job, self._base_url))
         else:
             self._notify(job, "failedUri", status_info(job, self._base_url))
-
-
-def _worker_env(launch: Launch) -> dict[str, str]:
-    env = dict(launch.env)
-    for input_id, value in launch.literals.items():
-        text = json.dumps(value) if isinstance(value, bool) else str(value)
-        env[literal_env_name(input_id)] = text
-    return env
 
 
 def _judge(asset: WorkflowAsset, outcome: Outcome) -> tuple[JobStatus, str, dict[str, Any] | None]:

@@ -24,6 +24,7 @@ from workflow_api.storage import base as keys
 router = APIRouter(tags=["jobs"])
 
 ListParam = Annotated[list[str] | None, Query()]
+MAX_DURATION_SECONDS = 10**10  # some 300 years: any real duration, and far from an overflow
 
 
 @router.get("/jobs")
@@ -35,8 +36,8 @@ def list_jobs(
     status: ListParam = None,
     type: ListParam = None,
     datetime: str | None = None,
-    minDuration: Annotated[int | None, Query(ge=0)] = None,
-    maxDuration: Annotated[int | None, Query(ge=0)] = None,
+    minDuration: Annotated[int | None, Query(ge=0, le=MAX_DURATION_SECONDS)] = None,
+    maxDuration: Annotated[int | None, Query(ge=0, le=MAX_DURATION_SECONDS)] = None,
     limit: Limit = 10,
     offset: Offset = 0,
 ) -> dict[str, Any]:

@@ -9,8 +9,10 @@ from fastapi import Query, Request
 
 from workflow_api.ogc import link
 
+# Bounded so that no number a client sends overflows the database's 64-bit integers.
+MAX_OFFSET = 1_000_000_000
 Limit = Annotated[int, Query(ge=1, le=10_000, description="page size")]
-Offset = Annotated[int, Query(ge=0, description="items to skip")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")]
 
 
 def page_links(

@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
+from workflow_api.private_files import private_dir
 from workflow_api.storage import signing
 from workflow_api.storage.base import InvalidKeyError, SignedMethod, SignedUpload, check_key
 
@@ -46,7 +47,7 @@ class FilesystemStore:
 
     def put_file(self, key: str, source: Path) -> None:
         destination = self.object_path(key)
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(destination.parent)
         try:
             os.replace(source, destination)
         except OSError as error:
@@ -108,7 +109,7 @@ class FilesystemStore:
     def incoming_dir(self) -> Path:
         """A directory on the store's filesystem for partial uploads (then `put_file` them)."""
         incoming = self._root / INCOMING_DIRECTORY
-        incoming.mkdir(parents=True, exist_ok=True)
+        private_dir(incoming)
         return incoming
 
     def object_path(self, key: str) -> Path:

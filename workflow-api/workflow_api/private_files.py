@@ -1,0 +1,76 @@
+"""Files only this service's user can read: data files 0600, directories 0700.
+
+Databases, uploads, logs, stored objects and keys hold one consumer's data and credentials, so
+nobody else on the machine may read them. Two layers, so that neither alone is relied on:
+
+- `restrict_umask()`, once at each service's entry point (`serve`, `dev`): whatever a library
+  creates (SQLite's `-wal`/`-shm`, temporary files, a worker's outputs) starts private;
+- the helpers below where the services create files and directories themselves, which also
+  tighten a directory that existed before with a wider mode.
+
+`workspace_dir` is the one place that decides what a worker's workspace looks like; a runner
+that starts workers under another user changes it there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
+
+PRIVATE_UMASK = 0o077
+FILE_MODE = 0o600
+DIRECTORY_MODE = 0o700
+
+
+def restrict_umask() -> None:
+    os.umask(PRIVATE_UMASK)
+
+
+def private_dir(path: Path) -> Path:
+    """`path` and its missing parents as 0700 directories; an existing `path` is tightened."""
+    missing: list[Path] = []
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    for directory in reversed(missing):
+        directory.mkdir(mode=DIRECTORY_MODE, exist_ok=True)
+    _tighten(path, DIRECTORY_MODE)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """`path` exists as a 0600 file (created empty when missing, tightened when wider)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+    _tighten(path, FILE_MODE)
+    return path
+
+
+def open_private(path: Path, *, append: bool = True) -> BinaryIO:
+    """`path` opened for writing (appending, or truncated), created 0600 when missing."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, FILE_MODE), "ab" if append else "wb")
+
+
+def write_private(path: Path, data: bytes) -> None:
+    with open_private(path, append=False) as handle:
+        handle.write(data)
+
+
+def workspace_dir(path: Path) -> Path:
+    """A new, empty workspace for one worker: private to this user, who also runs the worker."""
+    path.mkdir(mode=DIRECTORY_MODE, parents=True)
+    _tighten(path, DIRECTORY_MODE)
+    return path
+
+
+def _tighten(path: Path, mode: int) -> None:
+    try:
+        if path.stat().st_mode & 0o777 & ~mode:
+            path.chmod(mode)
+    except OSError as error:  # not ours (a volume's root, say): keep going, but say so
+        log.warning("cannot restrict %s to %o: %s", path, mode, error)
