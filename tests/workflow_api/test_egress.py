@@ -161,13 +161,13 @@ def test_an_invalid_env_file_href_fails_the_job_with_the_same_check(
     api_factory: Callable[..., RunningApi], file_server: FileServer
 ) -> None:
     api = api_factory(**ALLOW_LOOPBACK)
-    file_server.files["/settings.env"] = b"GOOD=1\nPATH=/evil\n"
+    file_server.files["/settings.env"] = b"GREETING=1\nPATH=/evil\n"
     inputs = {**required_uploads(api), "settings": {"href": f"{file_server.base}/settings.env"}}
     job_id = execute(api.consumer, "input-dummy", inputs)
     info = wait_for_job(api.consumer, job_id)
     assert info["status"] == "failed"
     assert "input 'settings'" in info["message"]
-    assert "line 2" in info["message"]
+    assert "variable PATH is not one the asset declares" in info["message"]
 
 
 def test_an_env_file_href_refused_or_missing_fails_the_job_clearly(
