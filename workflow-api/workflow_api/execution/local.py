@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import httpx
 from data_sidecar import push_out, stage_in
 from data_sidecar.errors import SidecarError
 from workflow_api.execution.runner import JobRun, Outcome
+from workflow_api.execution.workers import Worker, WorkerLauncher
 from workflow_api.processes import ProcessIdentity, signal_group
 from workflow_contracts.asset import WorkflowAsset
 from workflow_contracts.workspace import (
@@ -40,8 +42,16 @@ PUSH_OUT_ON_CANCEL_SECONDS = 10.0
 
 
 class LocalJobRunner:
-    def __init__(self, work_dir: Path, *, grace_seconds: float, poll_seconds: float) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        grace_seconds: float,
+        poll_seconds: float,
+        launcher: WorkerLauncher | None = None,
+    ) -> None:
         self._work_dir = work_dir
+        self._launcher = launcher or WorkerLauncher(None, max_processes=0)
         self._grace_seconds = grace_seconds
         self._poll_seconds = poll_seconds
         self._closing = False
@@ -103,30 +113,31 @@ class LocalJobRunner:
         }
         with log_path.open("ab") as log_file:
             try:
-                process = await asyncio.create_subprocess_exec(
-                    *job.asset.local.command,
-                    cwd=workspace,
-                    env=env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
+                worker = await self._launcher.start(
+                    job.job_id, job.asset, workspace=workspace, env=env, log_file=log_file
                 )
             except OSError as error:
                 _append(log_path, f"[runner] cannot start the worker: {error}\n")
                 return None, f"the worker could not be started: {error}"
-        identity = ProcessIdentity.of(process.pid) or ProcessIdentity(process.pid, 0)
+        _append(log_path, f"[runner] {worker.note}\n")
+        identity = ProcessIdentity.of(worker.process.pid) or ProcessIdentity(worker.process.pid, 0)
         await job.on_started(identity)
         relay = asyncio.create_task(self._relay_progress(progress_file, job))
         try:
-            exit_code = await asyncio.wait_for(process.wait(), timeout)
+            exit_code = await asyncio.wait_for(worker.process.wait(), timeout)
+            if worker.memory_exceeded():
+                _append(log_path, "[runner] the worker exceeded its memory limit\n")
+                limit = job.asset.execution.resources.memory
+                return exit_code, f"the worker exceeded its memory limit of {limit} ({worker.note})"
+            if exit_code != 0:
+                return exit_code, f"the worker exited with code {exit_code} ({worker.note})"
             return exit_code, None
         except TimeoutError:
             _append(log_path, f"[runner] timed out after {timeout} s; stopping the worker\n")
             return None, f"the job timed out after {timeout} s"
         finally:
             relay.cancel()
-            await _stop_group(process, self._grace_seconds)
+            await _stop(worker, self._grace_seconds)
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
 
@@ -136,9 +147,7 @@ class LocalJobRunner:
         while True:
             await asyncio.sleep(self._poll_seconds)
             try:
-                with progress_file.open("rb") as handle:
-                    handle.seek(position)
-                    chunk = handle.read(1 << 16)
+                chunk = _read_from(progress_file, position)
             except OSError:
                 continue
             complete, _, _ = chunk.rpartition(b"\n")
@@ -169,13 +178,14 @@ class LocalJobRunner:
     def refusal(self, asset: WorkflowAsset) -> str | None:
         if asset.local is None:
             return f"the process {asset.id!r} has no local command; it cannot run here"
-        return None
+        return self._launcher.refusal(asset)
 
     def recover(self, job_id: str, identity: ProcessIdentity | None) -> bool:
         """A worker cannot be re-attached to: stop what is left of it, the job has failed."""
         if identity is not None and identity.exists():
             log.warning("stopping leftover processes of job %s", job_id)
             signal_group(identity, signal.SIGKILL)
+        self._launcher.recover(job_id)
         shutil.rmtree(self._workspace(job_id), ignore_errors=True)
         self._log_path(job_id).unlink(missing_ok=True)
         return False
@@ -188,20 +198,27 @@ def _base_environment() -> dict[str, str]:
     return {"PATH": path, "HOME": os.environ.get("HOME", "/tmp"), **keep}  # noqa: S108
 
 
-async def _stop_group(process: asyncio.subprocess.Process, grace_seconds: float) -> None:
-    """SIGTERM the job's process group, SIGKILL what is left after the grace period."""
-    group = process.pid
+async def _stop(worker: Worker, grace_seconds: float) -> None:
+    """SIGTERM the worker, SIGKILL what is left after the grace period (the whole sandbox)."""
+    process = worker.process
     if process.returncode is None:
-        _signal_group(group, signal.SIGTERM)
+        worker.terminate()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(process.wait()), grace_seconds)
-    _signal_group(group, signal.SIGKILL)
+    worker.kill()
     await process.wait()
+    await asyncio.to_thread(worker.release)
 
 
-def _signal_group(group: int, signal_number: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, signal_number)
+def _read_from(path: Path, position: int) -> bytes:
+    """Never through a symbolic link: the worker owns the workspace, the API reads with its
+    own rights (a link to the API's key would relay the key as progress messages)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return b""
+        handle.seek(position)
+        return handle.read(1 << 16)
 
 
 def _append(path: Path, text: str) -> None:
