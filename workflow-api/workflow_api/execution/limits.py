@@ -174,7 +174,7 @@ class JobCgroups:
                 except OSError:
                     if time.monotonic() > deadline:
                         break
-                    time.sleep(0.02)
+                    time.sleep(0.005)
 
     def describe(self, limits: Limits) -> str:
         return (
