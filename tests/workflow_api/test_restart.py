@@ -23,6 +23,7 @@ from tests.workflow_api.apis import (
 )
 from tests.workflow_api.test_execution import _alive, _tree
 from workflow_api.db import Job
+from workflow_api.execution.limits import JobCgroups
 from workflow_api.execution.manager import RESTARTED_MESSAGE
 from workflow_api.signing_keys import SigningKey
 
@@ -126,6 +127,8 @@ def test_killed_api_recovers_every_job_on_restart(tmp_path: Path, signing_key: S
         assert after["status"] == "failed"
         assert after["message"] == RESTARTED_MESSAGE
         assert not any(_alive(pid) for pid in workers)
+        cgroups = JobCgroups.existing(running)
+        assert cgroups is None or not cgroups.exist()  # recovery removed what the crash left
         assert wait_for_job(client, queued)["status"] == "successful"
         assert client.get(f"/jobs/{finished}").json()["status"] == "successful"
         echoed = client.get(f"/jobs/{finished}/results/echo", follow_redirects=True)

@@ -235,6 +235,8 @@ def test_nothing_the_worker_starts_outlives_the_job(hostile: HostileRun) -> None
     while _processes_tagged(tag) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _processes_tagged(tag) == []
+    cgroups = JobCgroups.existing(info["jobID"])
+    assert cgroups is None or not cgroups.exist()  # removed with the job
 
 
 def test_exceeding_the_memory_limit_fails_the_job_saying_so(hostile: HostileRun) -> None:

@@ -138,6 +138,9 @@ class JobCgroups:
             directories[controller] = own / f"{JOB_CGROUP_PREFIX}{job_id}"
         return cls(directories)
 
+    def exist(self) -> bool:
+        return any(directory.exists() for directory in self._directories.values())
+
     def place(self, pid: int) -> None:
         for directory in self._directories.values():
             _write(directory / "cgroup.procs", pid)
