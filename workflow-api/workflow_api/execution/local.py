@@ -78,11 +78,11 @@ class LocalJobRunner:
         shutil.rmtree(workspace, ignore_errors=True)
         workspace.mkdir(parents=True)
         try:
-            exit_code, error = await self._stage_and_work(job, workspace, log_path)
+            exit_code, error, note = await self._stage_and_work(job, workspace, log_path)
             report = await asyncio.to_thread(
                 push_out, job.manifest, workspace, log_path, self._http
             )
-            return Outcome(exit_code=exit_code, error=error, report=report)
+            return Outcome(exit_code=exit_code, error=error, report=report, note=note)
         except asyncio.CancelledError:
             await self._push_log_after_cancel(job, workspace, log_path)
             raise
@@ -92,12 +92,13 @@ class LocalJobRunner:
 
     async def _stage_and_work(
         self, job: JobRun, workspace: Path, log_path: Path
-    ) -> tuple[int | None, str | None]:
+    ) -> tuple[int | None, str | None, str | None]:
+        """(exit code, error, how the worker was confined)."""
         try:
             await asyncio.to_thread(stage_in, job.manifest, workspace, self._http)
         except SidecarError as error:
             _append(log_path, f"[stage-in] {error}\n")
-            return None, f"stage-in failed: {error}"
+            return None, f"stage-in failed: {error}", None
         assert job.asset.local is not None
         timeout = job.asset.execution.timeout_seconds
         progress_file = workspace / ".progress"
@@ -118,7 +119,7 @@ class LocalJobRunner:
                 )
             except OSError as error:
                 _append(log_path, f"[runner] cannot start the worker: {error}\n")
-                return None, f"the worker could not be started: {error}"
+                return None, f"the worker could not be started: {error}", None
         _append(log_path, f"[runner] {worker.note}\n")
         identity = ProcessIdentity.of(worker.process.pid) or ProcessIdentity(worker.process.pid, 0)
         await job.on_started(identity)
@@ -128,13 +129,11 @@ class LocalJobRunner:
             if worker.memory_exceeded():
                 _append(log_path, "[runner] the worker exceeded its memory limit\n")
                 limit = job.asset.execution.resources.memory
-                return exit_code, f"the worker exceeded its memory limit of {limit} ({worker.note})"
-            if exit_code != 0:
-                return exit_code, f"the worker exited with code {exit_code} ({worker.note})"
-            return exit_code, None
+                return exit_code, f"the worker exceeded its memory limit of {limit}", worker.note
+            return exit_code, None, worker.note
         except TimeoutError:
             _append(log_path, f"[runner] timed out after {timeout} s; stopping the worker\n")
-            return None, f"the job timed out after {timeout} s"
+            return None, f"the job timed out after {timeout} s", worker.note
         finally:
             relay.cancel()
             await _stop(worker, self._grace_seconds)

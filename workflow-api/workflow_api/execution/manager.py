@@ -421,6 +421,13 @@ def _worker_env(launch: Launch) -> dict[str, str]:
 
 
 def _judge(asset: WorkflowAsset, outcome: Outcome) -> tuple[JobStatus, str, dict[str, Any] | None]:
+    status, message, results = _verdict(asset, outcome)
+    return status, f"{message} ({outcome.note})" if outcome.note else message, results
+
+
+def _verdict(
+    asset: WorkflowAsset, outcome: Outcome
+) -> tuple[JobStatus, str, dict[str, Any] | None]:
     report = outcome.report
     results = None
     if report is not None:
