@@ -71,16 +71,13 @@ class WorkerLauncher:
         self._policy = policy
         self._max_processes = max_processes
 
-    @property
-    def confined(self) -> bool:
-        return self._policy is not None
-
     def refusal(self, asset: WorkflowAsset) -> str | None:
         if self._policy is None:
             return None
+        limits = limits_of(asset, self._max_processes)
         try:
-            limits_of(asset, self._max_processes).memory_bytes  # noqa: B018 - validates
-            limits_of(asset, self._max_processes).cpu_millicores  # noqa: B018
+            limits.memory_bytes  # noqa: B018 - parsed here, so a job never starts with bad ones
+            limits.cpu_millicores  # noqa: B018
         except ValueError as error:
             return f"the process {asset.id!r} declares unusable resources: {error}"
         return None
@@ -106,7 +103,7 @@ class WorkerLauncher:
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
             )
-            return Worker(process, note="unconfined (WORKFLOW_API_SANDBOX=none)")
+            return Worker(process, note="unconfined: WORKFLOW_API_SANDBOX=none")
         return await self._start_confined(job_id, asset, workspace, env, log_file)
 
     async def _start_confined(
