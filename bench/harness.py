@@ -31,6 +31,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 DUMMY_ASSETS = REPOSITORY / "dummy-job" / "assets"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ISSUER = "bench-provisioner"
+BENCH_WORKER_UID = 61000  # as root the sandbox needs the workers' uid; one no account uses
 CONSUMER = "bench-consumer"
 AUDIENCE = f"workflow-api/{CONSUMER}"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -120,6 +121,7 @@ def spawn_api(data_dir: Path, *, profile: Path | None = None, **settings: object
         "token_issuer": ISSUER,
         "token_audience": AUDIENCE,
         "jwks_file": str(jwks),
+        **({"sandbox_uid": str(BENCH_WORKER_UID)} if os.geteuid() == 0 else {}),
         **{name: str(value) for name, value in settings.items()},
     }
     environment = {

@@ -223,6 +223,12 @@ def main() -> None:
         default="dummy-job",
         help="the noop asset's local command: as shipped, or `true` (see above)",
     )
+    parser.add_argument(
+        "--sandbox",
+        choices=["bubblewrap", "none"],
+        default="bubblewrap",
+        help="the local runner's sandbox (server setting); compare both in bench/sandbox_start.py",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temporary dir")
     parser.add_argument(
         "--profile-server",
@@ -237,7 +243,7 @@ def main() -> None:
     load_before = load_note()
 
     command = local_command(arguments.worker)
-    server_settings: dict[str, object] = {}
+    server_settings: dict[str, object] = {"sandbox": arguments.sandbox}
     if arguments.progress_poll_seconds is not None:
         server_settings["progress_poll_seconds"] = arguments.progress_poll_seconds
     with tempfile.TemporaryDirectory(prefix="bench-jobs-", dir=arguments.work_dir) as temporary:

@@ -196,11 +196,21 @@ class ExecutionUnit(_Strict):
     timeout_seconds: int = Field(default=3600, gt=0)
 
 
+class LocalNetwork(StrEnum):
+    NONE = "none"
+    EGRESS = "egress"
+
+
 class LocalExecution(_Strict):
-    """How the worker runs as a plain process (local job runner)."""
+    """How the worker runs as a plain process (local job runner, in its sandbox)."""
 
     command: list[str] = Field(min_length=1)
     env: dict[str, str] = Field(default_factory=dict)
+    network: LocalNetwork = Field(
+        default=LocalNetwork.NONE,
+        description="none: no network at all (stage-in and push-out happen outside the"
+        " sandbox); egress: the host's network, for workers that fetch data themselves",
+    )
 
 
 class WorkflowAsset(_Strict):

@@ -13,7 +13,9 @@ import uvicorn
 from pydantic import SecretStr, ValidationError
 
 from provisioner.app import create_app
+from provisioner.deployers.local_sandbox import LocalSandbox
 from provisioner.settings import Settings
+from workflow_api.execution.sandbox import SandboxUnavailable
 from workflow_api.private_files import private_dir, restrict_umask, write_private
 from workflow_api.settings import describe_invalid_settings
 
@@ -44,7 +46,40 @@ def _dev_settings(host: str, port: int) -> Settings:
     environment = {k: v for k, v in os.environ.items() if k.startswith("PROVISIONER_")}
     for name in names & set(environment):
         overrides.pop(name.removeprefix("PROVISIONER_").lower())
-    return Settings(**overrides)  # type: ignore[arg-type]
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if "PROVISIONER_LOCAL_SANDBOX" in environment:
+        return settings
+    try:
+        LocalSandbox.of(settings).check(
+            data_dir / "consumers" / "sandbox-check", settings.assets_dir
+        )
+    except SandboxUnavailable as error:
+        log.error(
+            "the bubblewrap sandbox cannot run here (%s): consumers' workers will run"
+            " UNCONFINED. Install bubblewrap, or set PROVISIONER_LOCAL_SANDBOX=none to silence"
+            " this check",
+            error,
+        )
+        return settings.model_copy(update={"local_sandbox": "none"})
+    log.info("consumers' workers run in the bubblewrap sandbox")
+    return settings
+
+
+def _refuse_a_broken_sandbox(settings: Settings) -> None:
+    """`serve` with the local deployer: the sandbox must work, unless it is switched off."""
+    if settings.deployer != "local":
+        return
+    try:
+        LocalSandbox.of(settings).check(
+            settings.data_dir / "consumers" / "sandbox-check", settings.assets_dir
+        )
+    except SandboxUnavailable as error:
+        log.error(
+            "%s. The local deployer refuses to run consumers' workers unconfined; set"
+            " PROVISIONER_LOCAL_SANDBOX=none to do so anyway",
+            error,
+        )
+        raise SystemExit(2) from error
 
 
 def _dev_banner(settings: Settings) -> str:
@@ -86,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     except ValidationError as error:
         log.error("invalid settings:\n%s", describe_invalid_settings(error, "PROVISIONER_"))
         raise SystemExit(2) from error
+    if arguments.command == "serve":
+        _refuse_a_broken_sandbox(settings)
     uvicorn.run(
         create_app(settings),
         host=arguments.host,

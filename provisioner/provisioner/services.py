@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,6 +15,7 @@ from provisioner.credentials import CredentialSecrets
 from provisioner.db import make_engine
 from provisioner.deployers.base import Deployer
 from provisioner.deployers.local import LocalDeployer
+from provisioner.deployers.local_sandbox import LocalSandbox
 from provisioner.edc.callbacks import CallbackClient
 from provisioner.edc.management import ManagementClient, ManagementError
 from provisioner.handover import Handover
@@ -26,6 +28,8 @@ from provisioner.workflow_apis import WorkflowApiClient
 from workflow_api.private_files import private_dir
 from workflow_api.signing_keys import SigningKey
 from workflow_contracts.asset import WorkflowAsset, load_catalog
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -94,6 +98,20 @@ def make_consumer_storage(settings: Settings, secrets: CredentialSecrets) -> Con
     )
 
 
+def local_sandbox(settings: Settings) -> LocalSandbox:
+    """The local deployer's sandbox, checked by running it once: a sandbox that cannot run
+    stops the start-up (SandboxUnavailable); running without one is said loudly."""
+    sandbox = LocalSandbox.of(settings)
+    if sandbox.kind == "none":
+        log.error(
+            "PROVISIONER_LOCAL_SANDBOX=none: every consumer's workers run UNCONFINED, with their"
+            " workflow-api's rights: a worker can read that consumer's database and keys, use"
+            " the network and leave processes behind"
+        )
+    sandbox.check(settings.data_dir / "consumers" / "sandbox-check", settings.assets_dir)
+    return sandbox
+
+
 def _make_deployer(settings: Settings, storage: ConsumerStorage) -> Deployer:
     def kubernetes() -> Deployer:
         # Imported here: the kubernetes package is an optional dependency.
@@ -110,6 +128,7 @@ def _make_deployer(settings: Settings, storage: ConsumerStorage) -> Deployer:
             storage=storage,
             host=settings.local_host,
             public_host=settings.local_public_host,
+            sandbox=local_sandbox(settings),
         ),
         "kubernetes": kubernetes,
     }

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     # what each consumer's workflow-api gets
     local_host: str = "127.0.0.1"
     local_public_host: str | None = None
+    local_sandbox: Literal["bubblewrap", "none"] = Field(
+        default="bubblewrap",
+        description="how the local deployer's workflow-apis run workers: in the bubblewrap"
+        " sandbox, or (none) unconfined, with the workflow-api's rights",
+    )
+    local_worker_uid_base: int = Field(default=200_000, ge=1000, lt=2**31)
+    local_worker_uid_count: int = Field(default=100_000, gt=0)
     storage: Literal["filesystem", "s3"] = "filesystem"
     s3_endpoint: str | None = None
     s3_access_key: SecretStr | None = None

@@ -14,6 +14,7 @@ import httpx
 from provisioner.app import create_app
 from provisioner.services import Services
 from provisioner.settings import Settings
+from tests.fixtures.sandbox import sandbox_settings
 from tests.workflow_api.apis import DUMMY_ASSETS, ThreadedServer, bound_socket
 
 T = TypeVar("T")
@@ -145,6 +146,7 @@ def provisioner_settings(
         "reconcile_interval_seconds": 0.2,
         "supervise_interval_seconds": 1.0,
         "callback_deadline_seconds": 20,
+        "local_sandbox": sandbox_settings()["sandbox"],
     }
     values.update(overrides)
     return Settings(**values)

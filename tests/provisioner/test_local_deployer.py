@@ -22,7 +22,10 @@ from provisioner.deployers.local import (
     ProcessIdentity,
     consumer_environment,
 )
+from provisioner.deployers.local_sandbox import WORKER_UID_FILE, LocalSandbox
+from tests.fixtures.sandbox import require_sandbox, sandbox_settings
 from tests.workflow_api.apis import execute, wait_for_job
+from tests.workflow_api.test_execution import _tree
 from workflow_api.signing_keys import SigningKey
 from workflow_contracts.tokens import ADMIN_SCOPE, CONSUMER_SCOPE
 
@@ -96,6 +99,9 @@ def make_deployer(root: Path, common_env: dict[str, str]) -> Callable[..., Local
             "workflow_api_env": common_env,
             "start_timeout_seconds": 20.0,
             "stop_timeout_seconds": 5.0,
+            "sandbox": LocalSandbox(
+                sandbox_settings()["sandbox"], uid_base=200_000, uid_count=1000
+            ),
         }
         return LocalDeployer(**(options | overrides))
 
@@ -509,3 +515,80 @@ def test_a_prepared_spare_becomes_the_next_consumers_workflow_api(
     assert next_spare.wait(timeout=10) == 0, "an unneeded spare exits at end of file"
     deployer.remove(CONSUMER_A, status.detail)
     assert gone(spare.pid)
+
+
+# --- a uid per consumer (as root) ---------------------------------------------------------------
+
+
+def _worker_uids(status: DeploymentStatus, spec: ConsumerSpec, signing_key: SigningKey) -> set[int]:
+    """Run a dummy job in the consumer's workflow-api; the uids of its worker processes."""
+    admin = signing_key.mint(
+        issuer=ISSUER, subject="provisioner", audience=spec.token_audience, scope=ADMIN_SCOPE
+    )
+    assert status.endpoint is not None
+    httpx.put(
+        f"{status.endpoint}/admin/grants/dummy",
+        json={},
+        headers={"Authorization": f"Bearer {admin}"},
+        trust_env=False,
+    ).raise_for_status()
+    with consumer_client(status, signing_key, spec) as client:
+        job = execute(client, "dummy", {"duration": 30, "spawn_child": True})
+        wait_for_job(client, job, {"running"})
+        deadline = time.monotonic() + 10
+        while True:
+            workers = [p for p in _tree(status.detail["pid"]) if _uid(p) != 0]
+            if len(workers) >= 2:
+                break
+            assert time.monotonic() < deadline, "the worker and its child did not start"
+            time.sleep(0.05)
+        uids = {_uid(pid) for pid in workers}
+        client.delete(f"/jobs/{job}")
+    return uids
+
+
+def _uid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(pid)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="separate uids need root")
+def test_two_consumers_workers_run_as_separate_uids_that_cannot_read_each_other(
+    make_deployer: Callable[..., LocalDeployer],
+    processes: Processes,
+    signing_key: SigningKey,
+    root: Path,
+) -> None:
+    require_sandbox()
+    deployer = make_deployer()
+    a, _ = deploy_until(deployer, CONSUMER_A, {}, processes)
+    b, _ = deploy_until(deployer, CONSUMER_B, {}, processes)
+    uid_a = int((root / CONSUMER_A.slug / WORKER_UID_FILE).read_text())
+    uid_b = int((root / CONSUMER_B.slug / WORKER_UID_FILE).read_text())
+    assert uid_a != uid_b
+    for directory in (root, root / CONSUMER_A.slug, root / CONSUMER_B.slug):
+        assert directory.stat().st_mode & 0o777 == 0o700
+    # the workers really run as those uids (one workflow-api may be the pre-started spare,
+    # whose settings arrive on stdin, so they are checked on the workers themselves)
+    assert _worker_uids(a, CONSUMER_A, signing_key) == {uid_a}
+    assert _worker_uids(b, CONSUMER_B, signing_key) == {uid_b}
+
+    # Even by path, outside any sandbox: consumer A's worker uid cannot read B's data.
+    for command in (
+        ["ls", str(root / CONSUMER_B.slug)],
+        ["cat", str(root / CONSUMER_B.slug / "workflow-api.db")],
+    ):
+        attempt = subprocess.run(
+            ["setpriv", "--reuid", str(uid_a), "--regid", str(uid_a), "--clear-groups", *command],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert attempt.returncode != 0
+        assert "Permission denied" in attempt.stderr
+    assert (root / CONSUMER_B.slug / "workflow-api.db").exists()
+
+    # after a provisioner restart (a new LocalSandbox): the same uid
+    assert LocalSandbox("bubblewrap", 200_000, 1000).worker_uid(root, CONSUMER_A.slug) == uid_a

@@ -14,6 +14,7 @@ import httpx
 import uvicorn
 
 from data_sidecar.egress import Resolver, system_resolver
+from tests.fixtures.sandbox import sandbox_settings
 from workflow_api.app import create_app
 from workflow_api.services import Services
 from workflow_api.settings import Settings
@@ -126,6 +127,7 @@ def make_settings(data_dir: Path, jwks: Path, sock: socket.socket, **overrides: 
         "progress_poll_seconds": 0.1,
         "dismiss_grace_seconds": 2.0,
         "subscriber_attempts": 3,
+        **sandbox_settings(),
     }
     values.update(overrides)
     return Settings(**values)

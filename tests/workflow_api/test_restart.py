@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 from sqlmodel import Session, create_engine
 
+from tests.fixtures.sandbox import sandbox_settings
 from tests.workflow_api.apis import (
     DUMMY_ASSETS,
     ISSUER,
@@ -20,8 +21,9 @@ from tests.workflow_api.apis import (
     start_api,
     wait_for_job,
 )
-from tests.workflow_api.test_execution import _alive, _group_members
+from tests.workflow_api.test_execution import _alive, _tree
 from workflow_api.db import Job
+from workflow_api.execution.limits import JobCgroups
 from workflow_api.execution.manager import RESTARTED_MESSAGE
 from workflow_api.signing_keys import SigningKey
 
@@ -38,6 +40,11 @@ def _spawn_api(data_dir: Path, jwks: Path, port: int) -> subprocess.Popen[bytes]
         "WORKFLOW_API_JWKS_FILE": str(jwks),
         "WORKFLOW_API_MAX_RUNNING_JOBS": "1",
         "WORKFLOW_API_PROGRESS_POLL_SECONDS": "0.1",
+        **{
+            f"WORKFLOW_API_{name.upper()}": str(value)
+            for name, value in sandbox_settings().items()
+            if value is not None
+        },
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "workflow_api", "serve", "--port", str(port)],
@@ -54,6 +61,13 @@ def _spawn_api(data_dir: Path, jwks: Path, port: int) -> subprocess.Popen[bytes]
             time.sleep(0.1)
     process.kill()
     raise AssertionError("the workflow-api did not start")
+
+
+def _wait_until_gone(pids: list[int]) -> None:
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"still running after the API died: {pids}"
+        time.sleep(0.05)
 
 
 def _free_port() -> int:
@@ -92,23 +106,29 @@ def test_killed_api_recovers_every_job_on_restart(tmp_path: Path, signing_key: S
         wait_for_job(client, running, {"running"})
         engine = create_engine(f"sqlite:///{data_dir / 'workflow-api.db'}")
         deadline = time.monotonic() + 20
+        expected = 2 if sandbox_settings()["sandbox"] == "none" else 4
         group = None
-        while group is None or len(_group_members(group)) < 2:
+        while group is None or len(_tree(group)) < expected:
             assert time.monotonic() < deadline
             with Session(engine) as session:
                 group = session.get(Job, running).process_group  # type: ignore[union-attr]
             time.sleep(0.05)
-        workers = _group_members(group)
+        workers = _tree(group)
 
         api.send_signal(signal.SIGKILL)
         api.wait()
-        assert all(_alive(pid) for pid in workers), "the crash left the worker running"
+        if sandbox_settings()["sandbox"] == "none":
+            assert all(_alive(pid) for pid in workers), "the crash left the worker running"
+        else:  # bwrap --die-with-parent: the sandbox ends with the API
+            _wait_until_gone(workers)
 
         api = _spawn_api(data_dir, jwks, port)
         after = wait_for_job(client, running)
         assert after["status"] == "failed"
         assert after["message"] == RESTARTED_MESSAGE
         assert not any(_alive(pid) for pid in workers)
+        cgroups = JobCgroups.existing(running)
+        assert cgroups is None or not cgroups.exist()  # recovery removed what the crash left
         assert wait_for_job(client, queued)["status"] == "successful"
         assert client.get(f"/jobs/{finished}").json()["status"] == "successful"
         echoed = client.get(f"/jobs/{finished}/results/echo", follow_redirects=True)

@@ -63,6 +63,17 @@ def child_groups(parent: int) -> list[ProcessIdentity]:
     return groups
 
 
+def group_members(group: int) -> list[int]:
+    """The live processes of a process group."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = process_stat(int(entry.name))
+            if stat is not None and stat.group == group and stat.state != "Z":
+                members.append(int(entry.name))
+    return members
+
+
 def signal_group(leader: ProcessIdentity, signal_number: signal.Signals) -> None:
     """Signal the group `leader` leads, only while its pid still belongs to that process."""
     if leader.exists():

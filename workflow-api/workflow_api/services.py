@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from workflow_api.execution.local import LocalJobRunner
 from workflow_api.execution.manager import JobManager
 from workflow_api.execution.notifications import Notifier
 from workflow_api.execution.runner import JobRunner
+from workflow_api.execution.sandbox import BubblewrapPolicy
+from workflow_api.execution.workers import WorkerLauncher
 from workflow_api.inputs import FileSource, InputResolver
 from workflow_api.private_files import private_dir
 from workflow_api.quota import QuotaLedger
@@ -29,6 +32,8 @@ from workflow_api.storage.factory import make_store
 from workflow_api.uploads import UploadService, fetch_text
 from workflow_contracts.asset import load_catalog
 from workflow_contracts.manifest import ArchiveLimits
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,10 +60,33 @@ def _make_runner(
             poll_seconds=settings.progress_poll_seconds,
             max_log_size=settings.max_job_log_size,
             resolver=resolver,
+            launcher=_make_launcher(settings),
         ),
         "kubernetes": lambda: _make_kubernetes_runner(settings, store),
     }
     return runners[settings.runner]()
+
+
+def _make_launcher(settings: Settings) -> WorkerLauncher:
+    """The sandbox is checked by running it once: a broken one stops the start-up here."""
+    if settings.sandbox == "none":
+        log.error(
+            "WORKFLOW_API_SANDBOX=none: workers run unconfined with this API's rights"
+            " (they can read its database, keys and every file it can)"
+        )
+        return WorkerLauncher(None, max_processes=settings.sandbox_max_processes)
+    policy = BubblewrapPolicy.prepare(
+        data_dir=settings.data_dir,
+        assets_dir=settings.assets_dir,
+        extra_read_only=settings.sandbox_read_only_paths,
+        worker_uid=settings.sandbox_uid,
+    )
+    policy.probe()
+    # Workspaces and logs are the API's until a job's workspace is handed to its uid.
+    for directory in (settings.data_dir, settings.data_dir / "workspaces"):
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o700)
+    return WorkerLauncher(policy, max_processes=settings.sandbox_max_processes)
 
 
 def _make_kubernetes_runner(settings: Settings, store: ObjectStore) -> JobRunner:

@@ -102,6 +102,20 @@ class Settings(BaseSettings):
     progress_poll_seconds: float = Field(default=0.5, gt=0)
     dismiss_grace_seconds: float = Field(default=5.0, ge=0)
 
+    # the local runner's sandbox (execution/sandbox.py)
+    sandbox: Literal["bubblewrap", "none"] = Field(
+        default="bubblewrap", description="none runs the provider's workers unconfined"
+    )
+    sandbox_uid: int | None = Field(
+        default=None,
+        ge=1,
+        description="uid and gid of the workers when the API runs as root (one per consumer)",
+    )
+    sandbox_read_only_paths: list[Path] = Field(
+        default_factory=list, description="more host paths workers see, read-only"
+    )
+    sandbox_max_processes: int = Field(default=256, gt=0)
+
     # kubernetes runner (one batch/v1 Job per job, in this consumer's namespace)
     kubernetes_namespace: str | None = Field(
         default=None, description="default: the namespace of this pod's service account"

@@ -39,6 +39,7 @@ import httpx
 
 from provisioner.consumer_storage import ConsumerStorage, ConsumerStorageError, NoConsumerStorage
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
+from provisioner.deployers.local_sandbox import LocalSandbox
 from workflow_api.private_files import open_private, private_dir, write_private
 from workflow_api.processes import ProcessIdentity, child_groups, process_stat, signal_group
 
@@ -61,6 +62,8 @@ PER_CONSUMER_VARIABLES = frozenset(
         "WORKFLOW_API_PUBLIC_URL",
         "WORKFLOW_API_TOKEN_AUDIENCE",
         "WORKFLOW_API_DATABASE_URL",  # one database shared by consumers would undo the isolation
+        "WORKFLOW_API_SANDBOX",
+        "WORKFLOW_API_SANDBOX_UID",
     }
 )
 
@@ -154,12 +157,14 @@ class LocalDeployer:
         start_timeout_seconds: float = 30.0,
         stop_timeout_seconds: float = 10.0,
         python: str = sys.executable,
+        sandbox: LocalSandbox | None = None,
     ) -> None:
         clashing = sorted(PER_CONSUMER_VARIABLES & set(workflow_api_env))
         if clashing:
             raise ValueError(f"set per consumer, not in workflow_api_env: {', '.join(clashing)}")
         self._root = root
         self._common = dict(workflow_api_env)
+        self._sandbox = sandbox or LocalSandbox("bubblewrap", uid_base=200_000, uid_count=100_000)
         self._storage = storage or NoConsumerStorage()
         self._host = host
         self._public_host = public_host or host
@@ -338,7 +343,9 @@ class LocalDeployer:
         )
         moment = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         try:
-            private_dir(data_dir)
+            for directory in (self._root, data_dir):  # other consumers' workers: no way in
+                private_dir(directory)
+            environment |= self._sandbox.environment(self._root, spec.slug)
             with open_private(data_dir / LOG_FILE) as log_file:
                 log_file.write(f"[deployer] {moment} starting on {self._host}:{port}\n".encode())
                 log_file.flush()

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from data_sidecar import push_out, stage_in
 from data_sidecar.egress import Resolver, system_resolver
 from data_sidecar.errors import SidecarError
 from workflow_api.execution.runner import JobRun, Outcome
+from workflow_api.execution.workers import Worker, WorkerLauncher
 from workflow_api.private_files import open_private, private_dir, private_file, workspace_dir
 from workflow_api.processes import ProcessIdentity, signal_group
 from workflow_contracts.asset import WorkflowAsset
@@ -55,10 +57,12 @@ class LocalJobRunner:
         poll_seconds: float,
         max_log_size: int = 16 * 1024**2,
         resolver: Resolver = system_resolver,
+        launcher: WorkerLauncher | None = None,
     ) -> None:
         self._work_dir = work_dir
         self._max_log_size = max_log_size
         self._resolver = resolver  # names of external inputs (the manifest's egress rules)
+        self._launcher = launcher or WorkerLauncher(None, max_processes=0)
         self._grace_seconds = grace_seconds
         self._poll_seconds = poll_seconds
         self._closing = False
@@ -86,14 +90,14 @@ class LocalJobRunner:
         private_dir(self._work_dir)
         workspace_dir(workspace)
         try:
-            exit_code, error = await self._stage_and_work(job, workspace, log_path)
+            exit_code, error, note = await self._stage_and_work(job, workspace, log_path)
             await asyncio.to_thread(bound_log, log_path, self._max_log_size)
             report = await asyncio.to_thread(
                 functools.partial(
                     push_out, job.manifest, workspace, log_path, self._http, admit=job.admit
                 )
             )
-            return Outcome(exit_code=exit_code, error=error, report=report)
+            return Outcome(exit_code=exit_code, error=error, report=report, note=note)
         except asyncio.CancelledError:
             await self._push_log_after_cancel(job, workspace, log_path)
             raise
@@ -103,7 +107,8 @@ class LocalJobRunner:
 
     async def _stage_and_work(
         self, job: JobRun, workspace: Path, log_path: Path
-    ) -> tuple[int | None, str | None]:
+    ) -> tuple[int | None, str | None, str | None]:
+        """(exit code, error, how the worker was confined)."""
         try:
             await asyncio.to_thread(
                 functools.partial(stage_in, resolver=self._resolver),
@@ -113,7 +118,7 @@ class LocalJobRunner:
             )
         except SidecarError as error:
             _append(log_path, f"[stage-in] {error}\n")
-            return None, f"stage-in failed: {error}"
+            return None, f"stage-in failed: {error}", None
         assert job.asset.local is not None
         timeout = job.asset.execution.timeout_seconds
         progress_file = workspace / ".progress"
@@ -133,33 +138,32 @@ class LocalJobRunner:
             )
         except UndeclaredVariableError as error:
             _append(log_path, f"[runner] {error}\n")
-            return None, f"the job's environment is not what the asset declares: {error}"
+            return None, f"the job's environment is not what the asset declares: {error}", None
         with open_private(log_path) as log_file:
             try:
-                process = await asyncio.create_subprocess_exec(
-                    *job.asset.local.command,
-                    cwd=workspace,
-                    env=env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
+                worker = await self._launcher.start(
+                    job.job_id, job.asset, workspace=workspace, env=env, log_file=log_file
                 )
             except OSError as error:
                 _append(log_path, f"[runner] cannot start the worker: {error}\n")
-                return None, f"the worker could not be started: {error}"
-        identity = ProcessIdentity.of(process.pid) or ProcessIdentity(process.pid, 0)
+                return None, f"the worker could not be started: {error}", None
+        _append(log_path, f"[runner] {worker.note}\n")
+        identity = ProcessIdentity.of(worker.process.pid) or ProcessIdentity(worker.process.pid, 0)
         await job.on_started(identity)
         relay = asyncio.create_task(self._relay_progress(progress_file, job))
         try:
-            exit_code = await asyncio.wait_for(process.wait(), timeout)
-            return exit_code, None
+            exit_code = await asyncio.wait_for(worker.process.wait(), timeout)
+            if worker.memory_exceeded():
+                _append(log_path, "[runner] the worker exceeded its memory limit\n")
+                limit = job.asset.execution.resources.memory
+                return exit_code, f"the worker exceeded its memory limit of {limit}", worker.note
+            return exit_code, None, worker.note
         except TimeoutError:
             _append(log_path, f"[runner] timed out after {timeout} s; stopping the worker\n")
-            return None, f"the job timed out after {timeout} s"
+            return None, f"the job timed out after {timeout} s", worker.note
         finally:
             relay.cancel()
-            await _stop_group(process, self._grace_seconds)
+            await _stop(worker, self._grace_seconds)
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
 
@@ -169,9 +173,7 @@ class LocalJobRunner:
         while True:
             await asyncio.sleep(self._poll_seconds)
             try:
-                with progress_file.open("rb") as handle:
-                    handle.seek(position)
-                    chunk = handle.read(1 << 16)
+                chunk = _read_from(progress_file, position)
             except OSError:
                 continue
             complete, _, _ = chunk.rpartition(b"\n")
@@ -208,13 +210,14 @@ class LocalJobRunner:
     def refusal(self, asset: WorkflowAsset) -> str | None:
         if asset.local is None:
             return f"the process {asset.id!r} has no local command; it cannot run here"
-        return None
+        return self._launcher.refusal(asset)
 
     def recover(self, job_id: str, identity: ProcessIdentity | None) -> bool:
         """A worker cannot be re-attached to: stop what is left of it, the job has failed."""
         if identity is not None and identity.exists():
             log.warning("stopping leftover processes of job %s", job_id)
             signal_group(identity, signal.SIGKILL)
+        self._launcher.recover(job_id)
         shutil.rmtree(self._workspace(job_id), ignore_errors=True)
         self._log_path(job_id).unlink(missing_ok=True)
         return False
@@ -227,20 +230,27 @@ def _base_environment() -> dict[str, str]:
     return {"PATH": path, "HOME": os.environ.get("HOME", "/tmp"), **keep}  # noqa: S108
 
 
-async def _stop_group(process: asyncio.subprocess.Process, grace_seconds: float) -> None:
-    """SIGTERM the job's process group, SIGKILL what is left after the grace period."""
-    group = process.pid
+async def _stop(worker: Worker, grace_seconds: float) -> None:
+    """SIGTERM the worker, SIGKILL what is left after the grace period (the whole sandbox)."""
+    process = worker.process
     if process.returncode is None:
-        _signal_group(group, signal.SIGTERM)
+        worker.terminate()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(process.wait()), grace_seconds)
-    _signal_group(group, signal.SIGKILL)
+    worker.kill()
     await process.wait()
+    await asyncio.to_thread(worker.release)
 
 
-def _signal_group(group: int, signal_number: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, signal_number)
+def _read_from(path: Path, position: int) -> bytes:
+    """Never through a symbolic link: the worker owns the workspace, the API reads with its
+    own rights (a link to the API's key would relay the key as progress messages)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return b""
+        handle.seek(position)
+        return handle.read(1 << 16)
 
 
 def bound_log(path: Path, limit: int) -> None:

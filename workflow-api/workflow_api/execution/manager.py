@@ -509,6 +509,13 @@ class JobManager:
 
 
 def _judge(asset: WorkflowAsset, outcome: Outcome) -> tuple[JobStatus, str, dict[str, Any] | None]:
+    status, message, results = _verdict(asset, outcome)
+    return status, f"{message} ({outcome.note})" if outcome.note else message, results
+
+
+def _verdict(
+    asset: WorkflowAsset, outcome: Outcome
+) -> tuple[JobStatus, str, dict[str, Any] | None]:
     report = outcome.report
     results = None
     if report is not None:

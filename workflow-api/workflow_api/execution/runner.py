@@ -37,11 +37,13 @@ class JobRun:
 
 @dataclass(frozen=True)
 class Outcome:
-    """`error` is set when the job could not run or finish normally (stage-in, timeout)."""
+    """`error` is set when the job could not run or finish normally (stage-in, timeout);
+    `note` says how the worker was confined (local sandbox), for the job's message."""
 
     exit_code: int | None
     error: str | None
     report: PushOutReport | None
+    note: str | None = None
 
 
 class JobRunner(Protocol):
