@@ -39,7 +39,7 @@ def writer_assets(tmp_path: Path) -> Path:
     """An asset whose worker writes an output `blob` of `size` random bytes and a small `note`."""
     assets = tmp_path / "assets"
     assets.mkdir()
-    script = tmp_path / "writer.py"
+    script = assets / "writer.py"  # inside the catalog: the sandbox shows it read-only
     script.write_text(WRITER)
     (assets / "writer.yaml").write_text(
         "id: writer\ntitle: Writer\nexecution: {image: x}\n"

@@ -52,7 +52,11 @@ def _worker_environment(api: RunningApi, inputs: dict[str, Any]) -> dict[str, st
     assert info["status"] == "successful", info
     log = api.consumer.get(f"/jobs/{job_id}/logs", follow_redirects=True)
     name_values = (line.partition("=") for line in log.text.splitlines() if "=" in line)
-    return {name: value for name, _, value in name_values}
+    environment = {name: value for name, _, value in name_values}
+    # bubblewrap sets PWD to the directory it enters, the workspace; nothing else may add names.
+    if "PWD" in environment:
+        assert environment.pop("PWD") == environment["WORKFLOW_WORKSPACE"]
+    return environment
 
 
 def test_the_worker_sees_only_the_declared_variables(env_api: RunningApi) -> None:
