@@ -15,6 +15,8 @@ from provisioner.deployers.base import Deployer
 from provisioner.deployers.local import LocalDeployer
 from provisioner.edc.callbacks import CallbackClient
 from provisioner.edc.management import ManagementClient, ManagementError
+from provisioner.edc.offering import OfferTarget
+from provisioner.edc.publisher import OfferingClient, StartupPublisher
 from provisioner.handover import Handover
 from provisioner.intake import Intake
 from provisioner.metrics import Metrics
@@ -37,6 +39,7 @@ class Services:
     handover: Handover
     reconciler: Reconciler
     closers: list[Callable[[], None]]
+    publisher: StartupPublisher | None = None
 
     def close(self) -> None:
         for close in self.closers:
@@ -85,6 +88,27 @@ def make_consumer_storage(settings: Settings, secrets: CredentialSecrets) -> Con
         secret_key=secret_key,
         secure=secure,
         bucket=settings.s3_bucket,
+    )
+
+
+def offer_target(settings: Settings) -> OfferTarget:
+    secret = settings.edc_endpoint_secret
+    return OfferTarget(
+        flavour=settings.edc_flavour,
+        public_url=settings.base_url,
+        legacy_address_type=settings.edc_legacy_address_type,
+        endpoint_secret=secret.get_secret_value() if secret else None,
+    )
+
+
+def offering_client(settings: Settings) -> OfferingClient:
+    if settings.edc_management_url is None:
+        raise ValueError("publishing needs PROVISIONER_EDC_MANAGEMENT_URL")
+    key = settings.edc_management_api_key
+    return OfferingClient(
+        str(settings.edc_management_url),
+        api_key=key.get_secret_value() if key else None,
+        timeout_seconds=settings.edc_timeout_seconds,
     )
 
 
@@ -183,6 +207,11 @@ def build_services(settings: Settings) -> Services:
     closers = [callbacks.close, workflow_apis.close]
     if management is not None:
         closers.append(management.close)
+    publisher = None
+    if settings.edc_publish_on_startup:
+        client = offering_client(settings)
+        publisher = StartupPublisher(client, catalog, offer_target(settings))
+        closers[:0] = [publisher.stop, client.close]  # the thread stops before its client
     return Services(
         settings=settings,
         engine=engine,
@@ -193,4 +222,5 @@ def build_services(settings: Settings) -> Services:
         handover=handover,
         reconciler=reconciler,
         closers=closers,
+        publisher=publisher,
     )
