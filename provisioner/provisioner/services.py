@@ -146,6 +146,15 @@ def _transfer_state_reader(management: ManagementClient | None) -> Callable[[str
     return transfer_state
 
 
+def _transfer_terminator(management: ManagementClient | None) -> Callable[[str, str], None]:
+    def terminate(transfer_process_id: str, reason: str) -> None:
+        if management is None:
+            raise ManagementError("the EDC Management API is not configured")
+        management.terminate(transfer_process_id, reason)
+
+    return terminate
+
+
 def build_services(settings: Settings) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
@@ -171,6 +180,8 @@ def build_services(settings: Settings) -> Services:
     callbacks = CallbackClient(
         api_key=callback_key.get_secret_value() if callback_key else None,
         timeout_seconds=settings.edc_timeout_seconds,
+        management_url=str(settings.edc_management_url) if settings.edc_management_url else None,
+        management_api_key=secret.get_secret_value() if secret else None,
     )
     workflow_apis = WorkflowApiClient(tokens)
     secrets = CredentialSecrets.load_or_create(settings.data_dir / "credentials.key")
@@ -189,6 +200,7 @@ def build_services(settings: Settings) -> Services:
         callbacks=callbacks,
         build_callback=handover.callback,
         transfer_state=_transfer_state_reader(management),
+        terminate_transfer=_transfer_terminator(management),
         metrics=metrics,
         grace=timedelta(seconds=settings.expiry_grace_seconds),
         interval=timedelta(seconds=settings.reconcile_interval_seconds),
