@@ -27,9 +27,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from provisioner.edc.offering import OfferTarget, contract_permission
+from provisioner.edc.offering import OfferTarget
 from provisioner.edc.publisher import OfferingClient, publish
 from provisioner.edc.wire import endpoint_address
+from tests.edc.flows import buy
 from tests.edc.runtimes import API_KEY, EdcConnector
 from tests.edc_standin.fixture import serve_in_thread
 from tests.workflow_api.apis import DUMMY_ASSETS
@@ -111,15 +112,6 @@ class Session:
         return response
 
 
-def _wait(check: Any, what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.5)
-    raise TimeoutError(what)
-
-
 def record(version: str, work: Path) -> None:
     out = RECORDED / version
     out.mkdir(parents=True, exist_ok=True)
@@ -181,63 +173,14 @@ def _record_flow(
     )
 
     buyer = Session(consumer, out)
-    dsp = f"{provider.protocol_url}/2025-1"
-    protocol = "dataspace-protocol-http:2025-1"
-    catalog = buyer.call(
-        "consumer_catalog",
-        "POST",
-        "/v3/catalog/request",
-        {
-            "@context": CONTEXT,
-            "@type": "CatalogRequest",
-            "counterPartyId": "provider",
-            "counterPartyAddress": dsp,
-            "protocol": protocol,
-        },
-    ).json()
-    datasets = catalog.get("dcat:dataset") or catalog.get("dataset") or []
-    datasets = datasets if isinstance(datasets, list) else [datasets]
-    echo = next(d for d in datasets if d.get("@id") == "echo")
-    offer = echo.get("odrl:hasPolicy") or echo["hasPolicy"]  # 0.18.0: the DSP context's terms
-    offer = offer[0] if isinstance(offer, list) else offer
-    policy = {
-        "@id": offer["@id"],
-        "@type": "odrl:Offer",
-        "odrl:assigner": {"@id": "provider"},
-        "odrl:target": {"@id": "echo"},
-        "odrl:permission": [contract_permission("30d")],
+    purchase = buy(consumer, provider, "echo")
+    catalog_record = {
+        "request": {"method": "POST", "path": "/v3/catalog/request"},
+        "status": 200,
+        "body": purchase.catalog,
     }
-    negotiation = buyer.call(
-        None,
-        "POST",
-        "/v3/contractnegotiations",
-        {
-            "@context": CONTEXT,
-            "@type": "ContractRequest",
-            "counterPartyAddress": dsp,
-            "protocol": protocol,
-            "policy": policy,
-        },
-    ).json()["@id"]
-
-    def finalized() -> Any:
-        state = buyer.call(None, "GET", f"/v3/contractnegotiations/{negotiation}").json()
-        return state if state.get("state") == "FINALIZED" else None
-
-    agreement_id = _wait(finalized, "negotiation finalized")["contractAgreementId"]
-    transfer = buyer.call(
-        None,
-        "POST",
-        "/v3/transferprocesses",
-        {
-            "@context": CONTEXT,
-            "@type": "TransferRequest",
-            "counterPartyAddress": dsp,
-            "protocol": protocol,
-            "contractId": agreement_id,
-            "transferType": "HttpData-PULL",
-        },
-    ).json()["@id"]
+    (out / "consumer_catalog.json").write_text(json.dumps(catalog_record, indent=2) + "\n")
+    transfer = purchase.transfer_id
     provision = recorder.wait_for("provision")
     (out / "provision_request.json").write_text(json.dumps(provision, indent=2) + "\n")
     body = provision["body"]

@@ -46,16 +46,17 @@ def free_port() -> int:
 
 
 def connector_properties(
-    version: str, role: str, overrides: dict[str, str]
+    version: str, role: str, overrides: dict[str, str], chosen: dict[str, int] | None = None
 ) -> tuple[str, dict[str, int]]:
-    """The repository's `<role>-<version>.properties` with free ports and `overrides` applied."""
+    """The repository's `<role>-<version>.properties` with free ports (or the `chosen` ones)
+    and `overrides` applied."""
     source = (EDC_CONFIG / "connectors" / f"{role}-{version}.properties").read_text()
     ports: dict[str, int] = {}
     lines = []
     for line in source.splitlines():
         if match := _PORT_KEY.match(line):
             old = int(match.group(2))
-            ports[match.group(1)] = free_port()
+            ports[match.group(1)] = (chosen or {}).get(match.group(1)) or free_port()
             ports[f"old:{old}"] = ports[match.group(1)]
             lines.append(f"{match.group(1)}={ports[match.group(1)]}")
         else:
@@ -81,6 +82,10 @@ class EdcConnector:
     process: subprocess.Popen[bytes] | None = None
     ports: dict[str, int] = field(default_factory=dict)
 
+    def choose_ports(self) -> None:
+        """Pick the ports now (before `start`), e.g. to configure a provisioner first."""
+        _, self.ports = connector_properties(self.version, self.role, self.overrides)
+
     @property
     def management_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['web.http.management.port']}/management"
@@ -102,7 +107,7 @@ class EdcConnector:
         if lib is None:
             raise RuntimeError(f"EDC runtime {self.version} is not built")
         self.directory.mkdir(parents=True, exist_ok=True)
-        body, self.ports = connector_properties(self.version, self.role, self.overrides)
+        body, self.ports = connector_properties(self.version, self.role, self.overrides, self.ports)
         config = self.directory / f"{self.role}-{self.version}.properties"
         config.write_text(body)
         config.chmod(0o600)
