@@ -43,6 +43,9 @@ def test_published_on_startup_and_the_published_asset_provisions(
     assert publisher is not None
     eventually(lambda: publisher.report is not None, 30, "the report")
     assert publisher.error is None
+    status = provisioner.admin.get("/admin/offering").json()
+    assert status["publishOnStartup"] and status["published"] and status["error"] is None
+    assert "create asset echo" in status["changes"]
 
     agreement = world.add_agreement("echo", consumer_id="tom")
     process = world.add_transfer_process(agreement.id)
@@ -112,3 +115,19 @@ def test_settings_refuse_publishing_on_startup_without_a_management_api(tmp_path
     with pytest.raises(ValidationError, match="edc_legacy_address_type"):
         Settings(**base, edc_legacy_address_type="not a type")
     assert Settings(**base, edc_flavour="legacy").edc_legacy_address_type == "WorkflowApi"
+
+
+def test_a_failed_startup_publish_is_shown_in_the_admin_api(
+    provisioner_factory: Any, edc_standin: EdcStandIn
+) -> None:
+    edc_standin.world.management_api_key = "the-key-edc-wants"
+    provisioner = provisioner_factory(
+        edc_publish_on_startup=True, edc_management_api_key="not-the-key-edc-wants"
+    )
+    status = eventually(
+        lambda: (s := provisioner.admin.get("/admin/offering").json())["error"] and s,
+        30,
+        "the publisher's error",
+    )
+    assert "refused our key (401)" in status["error"] and not status["published"]
+    assert edc_standin.world.assets == {}
