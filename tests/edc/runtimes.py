@@ -63,8 +63,8 @@ def connector_properties(
             lines.append(line)
     text = "\n".join(lines)
     for key, value in ports.items():
-        if key.startswith("old:"):
-            text = text.replace(f"localhost:{key[4:]}/", f"localhost:{value}/")
+        if key.startswith("old:"):  # the URLs naming the old port, whichever loopback spelling
+            text = re.sub(rf"(localhost|127\.0\.0\.1):{key[4:]}\b", rf"\g<1>:{value}", text)
     values = dict(
         line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#")
     )
