@@ -213,6 +213,20 @@ class LocalExecution(_Strict):
     )
 
 
+CONTRACT_VALIDITY_PATTERN = r"^[1-9][0-9]{0,5}(s|m|h|d)$"
+
+
+class ContractTerms(_Strict):
+    """What the provider's EDC offers: the contract policy published for the asset."""
+
+    validity: str | None = Field(
+        default="30d",
+        pattern=CONTRACT_VALIDITY_PATTERN,
+        description="how long an agreement lasts from its signing: <n>s|m|h|d (EDC's"
+        " `inForceDate` `contractAgreement+<n><unit>`); null: no end",
+    )
+
+
 class WorkflowAsset(_Strict):
     id: Identifier
     title: str
@@ -222,6 +236,7 @@ class WorkflowAsset(_Strict):
     outputs: list[AssetOutput] = Field(default_factory=list)
     execution: ExecutionUnit
     local: LocalExecution | None = None
+    contract: ContractTerms = ContractTerms()
 
     @field_validator("inputs", "outputs")
     @classmethod

@@ -1,4 +1,5 @@
-"""`provisioner serve` (settings from `PROVISIONER_*`) and `provisioner dev` (the README's run)."""
+"""`provisioner serve` (settings from `PROVISIONER_*`), `provisioner dev` (the README's run) and
+`provisioner publish [--dry-run]` (the asset catalog into the provider's EDC)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from pydantic import SecretStr, ValidationError
 
 from provisioner.app import create_app
 from provisioner.deployers.local_sandbox import LocalSandbox
+from provisioner.edc.publisher import PublishError, publish
+from provisioner.services import offer_target, offering_client
 from provisioner.settings import Settings
 from workflow_api.execution.sandbox import SandboxUnavailable
 from workflow_api.private_files import private_dir, restrict_umask, write_private
 from workflow_api.settings import describe_invalid_settings
+from workflow_contracts.asset import AssetFileError, load_catalog
 
 log = logging.getLogger("provisioner")
 
@@ -101,6 +105,26 @@ Grant a workflow to a consumer by hand (no EDC needed), then fetch its credentia
 """
 
 
+def run_publish(settings: Settings, *, dry_run: bool) -> int:
+    """Publish (or with `dry_run` only show) the offering; 0 when everything is as planned."""
+    try:
+        catalog = load_catalog(settings.assets_dir)
+        client = offering_client(settings)
+    except (AssetFileError, ValueError) as error:
+        log.error("cannot publish: %s", error)
+        return 1
+    try:
+        report = publish(client, catalog, offer_target(settings), dry_run=dry_run)
+    except PublishError as error:
+        log.error("publishing to %s failed: %s", settings.edc_management_url, error)
+        return 1
+    finally:
+        client.close()
+    sys.stdout.write("".join(f"{line}\n" for line in report.lines()))
+    sys.stdout.flush()
+    return 0 if report.ok else 1
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="provisioner")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -108,10 +132,18 @@ def main(argv: list[str] | None = None) -> None:
         command = commands.add_parser(name, help=text)
         command.add_argument("--host", default="127.0.0.1")
         command.add_argument("--port", type=int, default=8000)
+    publisher = commands.add_parser(
+        "publish", help="offer the asset catalog in the provider's EDC (PROVISIONER_* settings)"
+    )
+    publisher.add_argument(
+        "--dry-run", action="store_true", help="print what would change, change nothing"
+    )
     arguments = parser.parse_args(argv)
     restrict_umask()  # its database, pid files, consumers' data: 0600 files, 0700 directories
     configure_logging()
     try:
+        if arguments.command == "publish":
+            raise SystemExit(run_publish(Settings(), dry_run=arguments.dry_run))
         if arguments.command == "dev":
             settings = _dev_settings(arguments.host, arguments.port)
             sys.stdout.write(_dev_banner(settings))

@@ -19,6 +19,8 @@ def create_app(settings: Settings) -> FastAPI:
         services = build_services(settings)
         app.state.services = services
         services.reconciler.start()
+        if services.publisher is not None:
+            services.publisher.start()
         try:
             yield
         finally:

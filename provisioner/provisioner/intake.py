@@ -137,6 +137,13 @@ class Intake:
             if grant.state.live:
                 grant.state = GrantState.REVOKING
                 grant.revoke_reason = "deprovisioned by EDC"
+            elif flavour is Flavour.DATAPLANE and grant.state is not GrantState.REVOKING:
+                # Our expiry timer (or an earlier deprovision) ended the grant already, but EDC
+                # waits for a callback to every deprovision it sends: revoke again to send it.
+                grant.state = GrantState.REVOKING
+                grant.deprovision_callback_done = False
+                grant.attempts = 0
+                grant.callback_deadline = utcnow() + self._deadline
             grant.next_attempt_at = utcnow()
             grant.updated = utcnow()
             session.add(grant)

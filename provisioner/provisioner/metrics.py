@@ -32,6 +32,12 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.callback_unauthorized = Counter(
+            "provisioner_callback_unauthorized",
+            "Callbacks EDC refused with 401/403 (a missing or wrong x-api-key)",
+            ["flavour", "kind"],
+            registry=self.registry,
+        )
         self.active_consumers = Gauge(
             "provisioner_active_consumers", "Consumers with a deployment", registry=self.registry
         )

@@ -27,7 +27,9 @@ from provisioner.edc.callbacks import (
     CallbackError,
     CallbackRejectedError,
     CallbackRetryableError,
+    CallbackUnauthorizedError,
 )
+from provisioner.edc.management import ManagementError
 from provisioner.metrics import Metrics
 from provisioner.slugs import consumer_slug
 from provisioner.tokens import workflow_api_audience
@@ -43,6 +45,8 @@ MAX_BACKOFF = timedelta(seconds=30)
 CallbackBuilder = Callable[[Grant, Consumer, str], tuple[str, dict[str, Any]] | None]
 # transfer process id -> its state in EDC, or None when it cannot be asked
 TransferState = Callable[[str], str | None]
+# (transfer process id, reason): ask EDC to end a transfer we gave up on; raises on failure
+TerminateTransfer = Callable[[str, str], None]
 
 # A provider transfer in one of these took our provision callback (we may have missed the answer).
 PAST_PROVISIONING = {
@@ -95,6 +99,7 @@ class Reconciler:
         supervise_every: timedelta,
         callback_deadline: timedelta,
         callback_delay: timedelta,
+        terminate_transfer: TerminateTransfer | None = None,
     ) -> None:
         self._engine = engine
         self._deployer = deployer
@@ -108,6 +113,7 @@ class Reconciler:
         self._supervise_every = supervise_every
         self._callback_deadline = callback_deadline
         self._callback_delay = callback_delay
+        self._terminate_transfer = terminate_transfer
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -276,6 +282,7 @@ class Reconciler:
     def _provision_failed(self, grant: Grant, error: Exception) -> None:
         if isinstance(error, CallbackError):
             self._metrics.callback_failures.labels("provision").inc()
+        self._count_unauthorized(grant, error, "provision")
         attempts = grant.attempts + 1
         now = utcnow()
         deadline = as_utc(grant.callback_deadline) if grant.callback_deadline else None
@@ -292,8 +299,10 @@ class Reconciler:
                 next_attempt_at=now + backoff(attempts),
             )
             return
-        log.error("grant %s: giving up: %s", grant.id, error)
-        self._save(
+        log.error(
+            "grant %s (transfer %s): giving up: %s", grant.id, grant.transfer_process_id, error
+        )
+        if self._save(
             grant,
             GrantState.PROVISIONING,
             state=GrantState.REVOKING,
@@ -302,7 +311,32 @@ class Reconciler:
             revoke_reason=f"provisioning failed: {error}",
             next_attempt_at=now,
             callback_deadline=now + self._callback_deadline,
-        )
+        ):
+            self._end_transfer_in_edc(grant, f"the provisioner gave up: {error}")
+
+    def _end_transfer_in_edc(self, grant: Grant, reason: str) -> None:
+        """EDC has no timeout on a pending provisioning: without our callback its transfer
+        would wait forever. Terminating it through the Management API ends it visibly."""
+        if grant.flavour is Flavour.MANUAL or self._terminate_transfer is None:
+            return
+        try:
+            self._terminate_transfer(grant.transfer_process_id, reason[:500])
+        except ManagementError as error:
+            log.error(
+                "grant %s: could not terminate transfer %s in EDC either: %s",
+                grant.id,
+                grant.transfer_process_id,
+                error,
+            )
+        else:
+            log.warning(
+                "grant %s: asked EDC to terminate transfer %s", grant.id, grant.transfer_process_id
+            )
+
+    def _count_unauthorized(self, grant: Grant, error: Exception, kind: str) -> None:
+        if isinstance(error, CallbackUnauthorizedError):
+            self._metrics.callback_unauthorized.labels(grant.flavour.value, kind).inc()
+            log.error("grant %s: %s callback unauthorized: %s", grant.id, kind, error)
 
     def _revoke(self, grant: Grant) -> None:
         consumer = self._find_consumer(grant.consumer_id)
@@ -320,6 +354,7 @@ class Reconciler:
         except (WorkflowApiError, CallbackError) as error:
             if isinstance(error, CallbackError):
                 self._metrics.callback_failures.labels("deprovision").inc()
+            self._count_unauthorized(grant, error, "deprovision")
             deadline = as_utc(grant.callback_deadline) if grant.callback_deadline else utcnow()
             if isinstance(error, CallbackRetryableError | WorkflowApiError) and utcnow() < deadline:
                 attempts = grant.attempts + 1
@@ -348,6 +383,7 @@ class Reconciler:
         except CallbackError as error:
             if grant.flavour is not Flavour.LEGACY:
                 raise
+            self._count_unauthorized(grant, error, "deprovision")
             log.info(
                 "grant %s: legacy deprovision callback not taken (%s); not needed", grant.id, error
             )

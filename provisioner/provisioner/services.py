@@ -18,6 +18,8 @@ from provisioner.deployers.local import LocalDeployer
 from provisioner.deployers.local_sandbox import LocalSandbox
 from provisioner.edc.callbacks import CallbackClient
 from provisioner.edc.management import ManagementClient, ManagementError
+from provisioner.edc.offering import OfferTarget
+from provisioner.edc.publisher import OfferingClient, StartupPublisher
 from provisioner.handover import Handover
 from provisioner.intake import Intake
 from provisioner.metrics import Metrics
@@ -43,6 +45,7 @@ class Services:
     handover: Handover
     reconciler: Reconciler
     closers: list[Callable[[], None]]
+    publisher: StartupPublisher | None = None
 
     def close(self) -> None:
         for close in self.closers:
@@ -112,6 +115,27 @@ def local_sandbox(settings: Settings) -> LocalSandbox:
     return sandbox
 
 
+def offer_target(settings: Settings) -> OfferTarget:
+    secret = settings.edc_endpoint_secret
+    return OfferTarget(
+        flavour=settings.edc_flavour,
+        public_url=settings.base_url,
+        legacy_address_type=settings.edc_legacy_address_type,
+        endpoint_secret=secret.get_secret_value() if secret else None,
+    )
+
+
+def offering_client(settings: Settings) -> OfferingClient:
+    if settings.edc_management_url is None:
+        raise ValueError("publishing needs PROVISIONER_EDC_MANAGEMENT_URL")
+    key = settings.edc_management_api_key
+    return OfferingClient(
+        str(settings.edc_management_url),
+        api_key=key.get_secret_value() if key else None,
+        timeout_seconds=settings.edc_timeout_seconds,
+    )
+
+
 def _make_deployer(settings: Settings, storage: ConsumerStorage) -> Deployer:
     def kubernetes() -> Deployer:
         # Imported here: the kubernetes package is an optional dependency.
@@ -147,6 +171,15 @@ def _transfer_state_reader(management: ManagementClient | None) -> Callable[[str
     return transfer_state
 
 
+def _transfer_terminator(management: ManagementClient | None) -> Callable[[str, str], None]:
+    def terminate(transfer_process_id: str, reason: str) -> None:
+        if management is None:
+            raise ManagementError("the EDC Management API is not configured")
+        management.terminate(transfer_process_id, reason)
+
+    return terminate
+
+
 def build_services(settings: Settings) -> Services:
     private_dir(settings.data_dir)
     engine = make_engine(settings.resolved_database_url)
@@ -172,6 +205,8 @@ def build_services(settings: Settings) -> Services:
     callbacks = CallbackClient(
         api_key=callback_key.get_secret_value() if callback_key else None,
         timeout_seconds=settings.edc_timeout_seconds,
+        management_url=str(settings.edc_management_url) if settings.edc_management_url else None,
+        management_api_key=secret.get_secret_value() if secret else None,
     )
     workflow_apis = WorkflowApiClient(tokens)
     secrets = CredentialSecrets.load_or_create(settings.data_dir / "credentials.key")
@@ -190,6 +225,7 @@ def build_services(settings: Settings) -> Services:
         callbacks=callbacks,
         build_callback=handover.callback,
         transfer_state=_transfer_state_reader(management),
+        terminate_transfer=_transfer_terminator(management),
         metrics=metrics,
         grace=timedelta(seconds=settings.expiry_grace_seconds),
         interval=timedelta(seconds=settings.reconcile_interval_seconds),
@@ -208,6 +244,11 @@ def build_services(settings: Settings) -> Services:
     closers = [callbacks.close, workflow_apis.close]
     if management is not None:
         closers.append(management.close)
+    publisher = None
+    if settings.edc_publish_on_startup:
+        client = offering_client(settings)
+        publisher = StartupPublisher(client, catalog, offer_target(settings))
+        closers[:0] = [publisher.stop, client.close]  # the thread stops before its client
     return Services(
         settings=settings,
         engine=engine,
@@ -218,4 +259,5 @@ def build_services(settings: Settings) -> Services:
         handover=handover,
         reconciler=reconciler,
         closers=closers,
+        publisher=publisher,
     )

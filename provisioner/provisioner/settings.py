@@ -54,6 +54,21 @@ class Settings(BaseSettings):
         default=None, description="if set, EDC must call /edc/... with ?secret=<this>"
     )
     edc_timeout_seconds: float = Field(default=10.0, gt=0)
+    edc_flavour: Literal["dataplane", "legacy"] = Field(
+        default="dataplane",
+        description="how the provider's EDC calls us for the assets we publish: data-plane"
+        " provisioning (EDC 0.14-0.18, asset type ProvisionHttp) or legacy provision-http"
+        " (EDC <= 0.15, asset type edc_legacy_address_type)",
+    )
+    edc_legacy_address_type: str = Field(
+        default="WorkflowApi",
+        pattern=r"^[A-Za-z][A-Za-z0-9_.:-]{0,99}$",
+        description="the provider's provisioner.http.entries.<n>.data.address.type",
+    )
+    edc_publish_on_startup: bool = Field(
+        default=False,
+        description="publish the asset catalog into the provider's EDC when the service starts",
+    )
     dataplane_address: Literal["endpoint", "credentials"] = Field(
         default="endpoint",
         description="data-plane callbacks: the workflow-api URL and token themselves (EDC >= 0.16)"
@@ -195,6 +210,10 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         _check_secret("PROVISIONER_EDC_ENDPOINT_SECRET", self.edc_endpoint_secret, minimum=16)
         require_s3_settings(self, "PROVISIONER_")
+        if self.edc_publish_on_startup and self.edc_management_url is None:
+            raise ValueError(
+                "PROVISIONER_EDC_PUBLISH_ON_STARTUP needs PROVISIONER_EDC_MANAGEMENT_URL"
+            )
         if not self.assets_dir.is_dir():
             raise ValueError(f"PROVISIONER_ASSETS_DIR {self.assets_dir} is not a directory")
         if self.s3_isolation == "minio" and self.storage == "s3" and self.s3_bucket:

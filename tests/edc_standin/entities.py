@@ -55,7 +55,28 @@ class Lease:
 @dataclass
 class Asset:
     id: str
-    data_address: dict[str, Any]
+    data_address: dict[str, Any]  # DataAddress properties, short EDC keys
+    properties: dict[str, Any] = field(default_factory=dict)
+    private_properties: dict[str, Any] = field(default_factory=dict)
+    created_at: int = field(default_factory=now_millis)
+
+
+@dataclass
+class PolicyDefinition:
+    id: str
+    policy: Policy
+    private_properties: dict[str, Any] = field(default_factory=dict)
+    created_at: int = field(default_factory=now_millis)
+
+
+@dataclass
+class ContractDefinition:
+    id: str
+    access_policy_id: str
+    contract_policy_id: str
+    assets_selector: list[dict[str, Any]]  # Criterion: operandLeft, operator, operandRight
+    private_properties: dict[str, Any] = field(default_factory=dict)
+    created_at: int = field(default_factory=now_millis)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from tests.edc_standin.entities import (
     TRANSFER_STATES,
     Asset,
     ContractAgreement,
+    ContractDefinition,
     DataFlow,
     Delivery,
     Exchange,
@@ -24,6 +25,7 @@ from tests.edc_standin.entities import (
     Flavour,
     Kind,
     Lease,
+    PolicyDefinition,
     ProvisionedResource,
     ProvisionResource,
     TransferProcess,
@@ -36,11 +38,13 @@ __all__ = [
     "TRANSFER_STATES",
     "Asset",
     "ContractAgreement",
+    "ContractDefinition",
     "DataFlow",
     "Delivery",
     "Exchange",
     "Fault",
     "Lease",
+    "PolicyDefinition",
     "ProvisionResource",
     "ProvisionedResource",
     "TransferProcess",
@@ -54,6 +58,7 @@ T = TypeVar("T")
 @dataclass
 class World:
     provider_id: str = "provider"
+    edc_version: str = "0.18.0"  # Management API shapes: "0.15.1" or "0.18.0" (see wire)
     management_url: str = "http://localhost:8181/api/management"
     provisioning_url: str = "http://localhost:8765/provisioning"
     management_api_key: str | None = None  # x-api-key on the management context when set
@@ -62,6 +67,8 @@ class World:
     permission_as_array: bool = False  # compacted `odrl:permission` as [..] instead of {..}
     management_outage: int | None = None  # e.g. 503: every Management API call answers it
     assets: dict[str, Asset] = field(default_factory=dict)
+    policy_definitions: dict[str, PolicyDefinition] = field(default_factory=dict)
+    contract_definitions: dict[str, ContractDefinition] = field(default_factory=dict)
     agreements: dict[str, ContractAgreement] = field(default_factory=dict)
     transfer_processes: dict[str, TransferProcess] = field(default_factory=dict)
     data_flows: dict[str, DataFlow] = field(default_factory=dict)

@@ -1,7 +1,8 @@
 """The stand-in EDC's HTTP face: a Starlette app wrapped in a recorder.
 
 Management context `/management`: `GET v3/transferprocesses/{id}`, `GET v3/contractagreements/{id}`,
-`POST v3/transferprocesses/{id}/terminate` and the legacy callbacks `POST callback/{id}/provision`
+`POST v3/transferprocesses/{id}/terminate`, the offering (`catalog`: assets, policy and contract
+definitions) and the legacy callbacks `POST callback/{id}/provision`
 and `.../deprovision`. Provision context `/provisioning`: the data-plane callbacks
 `POST {flowId}/{provisionResourceId}/provision` and `.../deprovision`.
 
@@ -18,17 +19,16 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tests.edc_standin import commands, validation, wire
+from tests.edc_standin import catalog, commands, validation, wire
 from tests.edc_standin.entities import Exchange, Fault
 from tests.edc_standin.model import World
 from tests.edc_standin.policy import EDC_NAMESPACE
-from tests.edc_standin.validation import Rejected
+from tests.edc_standin.validation import Rejected, authenticate
 
 MANAGEMENT_CONTEXT_URL = "https://w3id.org/edc/connector/management/v0.0.1"
 _LEGACY_CALLBACK = re.compile(r"^/management/callback/([^/]+)/(provision|deprovision)$")
@@ -41,18 +41,6 @@ def _respond(answer: commands.Answer | Rejected) -> Response:
     if answer.text:
         return PlainTextResponse(str(answer.body), answer.status)
     return JSONResponse(answer.body, answer.status)
-
-
-def authenticate(headers: Headers, api_key: str | None) -> None:
-    """`TokenBasedAuthenticationService`: one `x-api-key`, compared ignoring case."""
-    if api_key is None:
-        return
-    values = headers.getlist("x-api-key")
-    if not values:
-        raise Rejected(401, wire.error_body("x-api-key not found", "AuthenticationFailed"))
-    if len(values) != 1 or values[0].lower() != api_key.lower():
-        message = "Request could not be authenticated"
-        raise Rejected(401, wire.error_body(message, "AuthenticationFailed"))
 
 
 def terminate_reason(body: Any) -> str | None:
@@ -86,7 +74,17 @@ class _Handlers:
                 wire.not_found_body("TransferProcess", request.path_params["id"]), 404
             )
         with world.lock:
-            return JSONResponse(wire.transfer_process_json(process))
+            flow = world.data_flows.get(process.id)
+            provisioned = flow.provisioned_data_address() if flow else None
+            destination = (
+                {key.removeprefix(EDC_NAMESPACE): value for key, value in provisioned.items()}
+                if provisioned
+                else None
+            )
+            body = wire.transfer_process_json(
+                process, version=world.edc_version, data_destination=destination
+            )
+            return JSONResponse(body)
 
     async def get_agreement(self, request: Request) -> Response:
         world: World = request.state.world
@@ -97,7 +95,7 @@ class _Handlers:
                 wire.not_found_body("ContractAgreement", request.path_params["id"]), 404
             )
         body = wire.contract_agreement_json(
-            agreement, permission_as_array=world.permission_as_array
+            agreement, permission_as_array=world.permission_as_array, version=world.edc_version
         )
         return JSONResponse(body)
 
@@ -183,6 +181,7 @@ def create_app(world: World | Callable[[], World]) -> ASGIApp:
                 handlers.dataplane_deprovision,
                 methods=["POST"],
             ),
+            *catalog.ROUTES,
         ],
         exception_handlers={Rejected: _rejected},
     )

@@ -15,14 +15,22 @@ from tests.edc_standin.samples import NS, callback_body, errors, provisioning_re
 # -- Management API -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("version", ["0.15.1", "0.18.0"])
 def test_transfer_process_lookup_has_the_compacted_shape(
-    world: World, client: httpx.Client
+    world: World, client: httpx.Client, version: str
 ) -> None:
+    world.edc_version = version
     process = world.new_transfer(transfer_process_id="tp-1")
     body = client.get("/management/v3/transferprocesses/tp-1").json()
-    assert body["@context"] == {"@vocab": NS, "edc": NS, "odrl": "http://www.w3.org/ns/odrl/2/"}
+    context = {"@vocab": NS, "edc": NS, "odrl": "http://www.w3.org/ns/odrl/2/"}
+    if version == "0.15.1":
+        assert body["@context"] == context
+        assert body["@type"] == "TransferProcess"
+    else:  # recorded/0.18.0/transferprocess_get.json
+        assert body["@context"][-1] == context and len(body["@context"]) == 3
+        assert body["@type"] == "edc:TransferProcess"
+        assert body["dataplaneMetadata"] == {"@type": "DataplaneMetadata"}
     assert body["@id"] == "tp-1"
-    assert body["@type"] == "TransferProcess"
     assert body["type"] == "PROVIDER"
     assert body["contractId"] == process.contract_id
     assert body["correlationId"] == process.correlation_id

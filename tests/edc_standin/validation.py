@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.edc_standin.policy import EDC_NAMESPACE
 from tests.edc_standin.wire import error_body
+
+if TYPE_CHECKING:
+    from starlette.datastructures import Headers
 
 PROVISIONER_CALLBACK_TYPE = "dataspaceconnector:provisioner-callback-request"
 EDC_TYPE = EDC_NAMESPACE + "type"
@@ -208,3 +211,15 @@ def parse_dataplane_provision(raw: bytes) -> dict[str, Any] | None:
         raise Rejected(500)  # provisionHttpResponse.dataAddress() on null
     address = _object(body, "ProvisionHttpResponse").get("dataAddress")
     return None if address is None else parse_data_address(address)
+
+
+def authenticate(headers: Headers, api_key: str | None) -> None:
+    """`TokenBasedAuthenticationService`: one `x-api-key`, compared ignoring case."""
+    if api_key is None:
+        return
+    values = headers.getlist("x-api-key")
+    if not values:
+        raise Rejected(401, error_body("x-api-key not found", "AuthenticationFailed"))
+    if len(values) != 1 or values[0].lower() != api_key.lower():
+        message = "Request could not be authenticated"
+        raise Rejected(401, error_body(message, "AuthenticationFailed"))

@@ -36,8 +36,28 @@ MANAGEMENT_CONTEXT: dict[str, str] = {
     "edc": EDC_NAMESPACE,
     "odrl": ODRL_NAMESPACE,
 }
-#: What OkHttp sends with `RequestBody.create(String, MediaType.get("application/json"))`.
-REQUEST_HEADERS = {"content-type": "application/json; charset=utf-8", "user-agent": "okhttp/4.12.0"}
+#: 0.18.0 answers with the DSP contexts in front of the management context (recorded/0.18.0).
+MANAGEMENT_CONTEXT_0_18: list[Any] = [
+    "https://w3id.org/dspace/2025/1/context.jsonld",
+    "https://w3id.org/edc/dspace/v0.0.1",
+    MANAGEMENT_CONTEXT,
+]
+#: What OkHttp 5.3.2 sends with `RequestBody.create(String, MediaType.get("application/json"))`;
+#: recorded from both the 0.15.1 (legacy) and the 0.18.0 (data-plane) provision requests.
+REQUEST_HEADERS = {
+    "content-type": "application/json; charset=utf-8",
+    "accept-encoding": "gzip",
+    "user-agent": "okhttp/5.3.2",
+}
+
+
+def management_context(version: str) -> Any:
+    return MANAGEMENT_CONTEXT if version.startswith("0.15") else MANAGEMENT_CONTEXT_0_18
+
+
+def typed(name: str, version: str) -> str:
+    """0.18.0 writes some types prefixed (`edc:TransferProcess`, `edc:DataAddress`)."""
+    return name if version.startswith("0.15") else f"edc:{name}"
 
 
 def encode(body: Any) -> bytes:
@@ -242,10 +262,17 @@ def jsonld_policy(
     }
 
 
-def transfer_process_json(process: TransferProcess) -> dict[str, Any]:
+def transfer_process_json(
+    process: TransferProcess,
+    *,
+    version: str = "0.15.1",
+    data_destination: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """0.18.0 adds `dataplaneMetadata` and, once provisioned, the provisioned address as
+    `dataDestination` (recorded/0.18.0/transferprocess_get_after_callback.json)."""
     body: dict[str, Any] = {
         "@id": process.id,
-        "@type": "TransferProcess",
+        "@type": typed("TransferProcess", version),
         "state": process.state,
         "stateTimestamp": process.state_timestamp,
         "type": "PROVIDER",
@@ -257,14 +284,22 @@ def transfer_process_json(process: TransferProcess) -> dict[str, Any]:
     }
     if process.error_detail is not None:
         body["errorDetail"] = process.error_detail
-    body["@context"] = MANAGEMENT_CONTEXT
+    if not version.startswith("0.15"):
+        if data_destination is not None:
+            body["dataDestination"] = {"@type": "edc:DataAddress", **data_destination}
+        body["dataplaneMetadata"] = {"@type": "DataplaneMetadata"}
+    body["@context"] = management_context(version)
     return body
 
 
 def contract_agreement_json(
-    agreement: ContractAgreement, *, permission_as_array: bool = False, policy_id: str | None = None
+    agreement: ContractAgreement,
+    *,
+    permission_as_array: bool = False,
+    policy_id: str | None = None,
+    version: str = "0.15.1",
 ) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "@id": agreement.id,
         "@type": "ContractAgreement",
         "assetId": agreement.asset_id,
@@ -275,8 +310,11 @@ def contract_agreement_json(
         "policy": jsonld_policy(
             agreement, permission_as_array=permission_as_array, policy_id=policy_id
         ),
-        "@context": MANAGEMENT_CONTEXT,
     }
+    if not version.startswith("0.15"):
+        body["claims"] = {}
+    body["@context"] = management_context(version)
+    return body
 
 
 # -- errors -------------------------------------------------------------------------------------

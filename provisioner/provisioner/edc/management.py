@@ -107,6 +107,26 @@ class ManagementClient:
             raise EdcUnavailableError(f"Management API sent an unexpected document for {path}")
         return document
 
+    def terminate(self, transfer_process_id: str, reason: str) -> None:
+        """Ask EDC to end a transfer we cannot serve; 409 (already ending or ended) is done."""
+        body = {
+            "@context": {"@vocab": EDC_NAMESPACE},
+            "@type": "TerminateTransfer",
+            "reason": reason,
+        }
+        path = f"/v3/transferprocesses/{transfer_process_id}/terminate"
+        try:
+            response = self._client.post(path, json=body)
+        except httpx.HTTPError as error:
+            raise EdcUnavailableError(
+                f"Management API unreachable: {type(error).__name__}"
+            ) from error
+        if response.status_code not in (200, 204, 409):
+            raise EdcUnavailableError(
+                f"Management API answered {response.status_code} to terminating"
+                f" {transfer_process_id}: {response.text[:200]}"
+            )
+
     def transfer_process(self, transfer_process_id: str) -> TransferProcessInfo:
         document = self._get(f"/v3/transferprocesses/{transfer_process_id}")
         what = f"transfer process {transfer_process_id}"

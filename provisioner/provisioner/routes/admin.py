@@ -1,4 +1,4 @@
-"""`/admin` (admin token): consumers, grants, hand grants, revocation, teardown."""
+"""`/admin` (admin token): consumers, grants, hand grants, revocation, teardown, the offering."""
 
 from __future__ import annotations
 
@@ -128,3 +128,19 @@ def _revoke(services: Any, condition: Any) -> int:
     services.reconciler.wake()
     count: int = result.rowcount
     return count
+
+
+@router.get("/offering")
+def offering(services: ServicesDep, _: AdminDep) -> dict[str, Any]:
+    """The start-up publishing into EDC (`PROVISIONER_EDC_PUBLISH_ON_STARTUP`): done, pending or
+    failed, and what it changed."""
+    publisher = services.publisher
+    if publisher is None:
+        return {"publishOnStartup": False}
+    report = publisher.report
+    return {
+        "publishOnStartup": True,
+        "published": report is not None,
+        "error": publisher.error,
+        "changes": report.lines() if report is not None else [],
+    }
