@@ -26,30 +26,41 @@ def configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _generated_secret(path: Path) -> SecretStr:
+    """A random secret kept in `path` (0600) across restarts of `provisioner dev`."""
+    if not path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(32))
+    return SecretStr(path.read_text().strip())
+
+
 def _dev_settings(host: str, port: int) -> Settings:
     """Embedded defaults: local deployer, SQLite, filesystem storage, the dummy assets."""
     data_dir = Path(os.environ.get("PROVISIONER_DATA_DIR", ".dev-data/provisioner")).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    token_file = data_dir / "admin-token"
-    if not token_file.exists():
-        token_file.touch(mode=0o600)
-        token_file.write_text(secrets.token_urlsafe(32))
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     overrides = {
         "public_url": f"http://{host}:{port}",
         "data_dir": data_dir,
         "assets_dir": Path("dummy-job/assets").resolve(),
-        "admin_token": SecretStr(token_file.read_text().strip()),
+        "admin_token": _generated_secret(data_dir / "admin-token"),
+        "edc_endpoint_secret": _generated_secret(data_dir / "edc-endpoint-secret"),
     }
     names = {f"PROVISIONER_{name.upper()}" for name in overrides}
     environment = {k: v for k, v in os.environ.items() if k.startswith("PROVISIONER_")}
     for name in names & set(environment):
         overrides.pop(name.removeprefix("PROVISIONER_").lower())
+    if "PROVISIONER_EDC_ENDPOINT_UNAUTHENTICATED" in environment:
+        overrides.pop("edc_endpoint_secret", None)
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
 def _dev_banner(settings: Settings) -> str:
     base = settings.base_url
     token = settings.admin_token.get_secret_value()
+    endpoint_secret = settings.edc_endpoint_secret
+    query = f"?secret={endpoint_secret.get_secret_value()}" if endpoint_secret else ""
+    dataplane = f"{base}/edc/dataplane/provision{query}{'&' if query else '?'}asset=<asset id>"
     return f"""
 Workflow provisioner (development) at {base}
 Data: {settings.data_dir}
@@ -62,6 +73,12 @@ Grant a workflow to a consumer by hand (no EDC needed), then fetch its credentia
   # take "secret" from the answer:
   curl -s -H "Authorization: Bearer <secret>" {base}/credentials
   # -> {{"endpoint": ..., "token": ...}}: the consumer's own OGC API - Processes endpoint
+
+EDC sends no auth header, so the provisioning URLs you configure in EDC carry the endpoint secret
+({settings.data_dir / "edc-endpoint-secret"}):
+
+  legacy (EDC <= 0.15):  provisioner.http.entries.<name>.endpoint={base}/edc/provision{query}
+  data plane:            asset dataAddress baseUrl={dataplane}
 
 """
 

@@ -9,14 +9,14 @@ from fastapi import FastAPI
 
 from provisioner.errors import install_error_handlers
 from provisioner.routes import admin, consumers, edc, health
-from provisioner.services import build_services
+from provisioner.services import Parts, build_services
 from provisioner.settings import Settings
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, parts: Parts | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = build_services(settings)
+        services = build_services(settings, parts)
         app.state.services = services
         services.reconciler.start()
         try:

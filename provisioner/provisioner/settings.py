@@ -50,7 +50,14 @@ class Settings(BaseSettings):
         default=None, description="x-api-key sent on callbacks when EDC's context requires it"
     )
     edc_endpoint_secret: SecretStr | None = Field(
-        default=None, description="if set, EDC must call /edc/... with ?secret=<this>"
+        default=None,
+        description="required: EDC sends no auth header, so the provisioning URLs configured in"
+        " EDC carry it as a query parameter: /edc/...?secret=<this>",
+    )
+    edc_endpoint_unauthenticated: bool = Field(
+        default=False,
+        description="run /edc/... without a secret: anyone who reaches it and knows a transfer"
+        " id can ask for (de)provisioning, which EDC's Management API then has to refuse",
     )
     edc_timeout_seconds: float = Field(default=10.0, gt=0)
     dataplane_address: Literal["endpoint", "credentials"] = Field(
@@ -164,6 +171,17 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         _check_secret("PROVISIONER_EDC_ENDPOINT_SECRET", self.edc_endpoint_secret, minimum=16)
+        if (self.edc_endpoint_secret is None) != self.edc_endpoint_unauthenticated:
+            raise ValueError(
+                "set PROVISIONER_EDC_ENDPOINT_SECRET (at least 16 characters; EDC calls"
+                " /edc/...?secret=<it>), or PROVISIONER_EDC_ENDPOINT_UNAUTHENTICATED=true to"
+                " run the EDC endpoints without one, not both"
+                if self.edc_endpoint_secret is not None
+                else "PROVISIONER_EDC_ENDPOINT_SECRET is required (at least 16 characters; EDC"
+                " sends no auth header, so its provisioning URLs carry it: /edc/...?secret=<it>);"
+                " PROVISIONER_EDC_ENDPOINT_UNAUTHENTICATED=true runs without one (not for"
+                " production)"
+            )
         require_s3_settings(self, "PROVISIONER_")
         if not self.assets_dir.is_dir():
             raise ValueError(f"PROVISIONER_ASSETS_DIR {self.assets_dir} is not a directory")
