@@ -14,6 +14,7 @@ from pydantic import SecretStr, ValidationError
 
 from provisioner.app import create_app
 from provisioner.settings import Settings
+from workflow_api.server_limits import uvicorn_options
 from workflow_api.settings import describe_invalid_settings
 
 log = logging.getLogger("provisioner")
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         port=arguments.port,
         access_log=False,
         log_level="info",
+        **uvicorn_options(settings),
     )
 
 

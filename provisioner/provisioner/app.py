@@ -11,6 +11,7 @@ from provisioner.errors import install_error_handlers
 from provisioner.routes import admin, consumers, edc, health
 from provisioner.services import Parts, build_services
 from provisioner.settings import Settings
+from workflow_api.server_limits import RequestBodyGuard
 
 
 def create_app(settings: Settings, parts: Parts | None = None) -> FastAPI:
@@ -30,6 +31,11 @@ def create_app(settings: Settings, parts: Parts | None = None) -> FastAPI:
         summary="EDC HTTP provisioning of per-consumer workflow-apis",
         version="0.1.0",
         lifespan=lifespan,
+    )
+    app.add_middleware(
+        RequestBodyGuard,
+        max_bytes=settings.max_request_body_bytes,
+        timeout=settings.request_body_timeout_seconds,
     )
     install_error_handlers(app)
     for module in (edc, consumers, admin, health):

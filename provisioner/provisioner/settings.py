@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from provisioner.slugs import prefixed_label
+from workflow_api.server_limits import ServerLimits
 from workflow_api.settings import require_s3_settings
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "admin"}
@@ -33,7 +34,7 @@ def _check_kubernetes_settings(settings: Settings) -> None:
     check_settings(settings)
 
 
-class Settings(BaseSettings):
+class Settings(ServerLimits):
     model_config = SettingsConfigDict(env_prefix="PROVISIONER_", extra="forbid")
 
     public_url: AnyHttpUrl = Field(description="where EDC and consumers reach this provisioner")

@@ -12,6 +12,7 @@ import uvicorn
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from workflow_api.app import create_app
+from workflow_api.server_limits import uvicorn_options
 from workflow_api.settings import Settings, describe_invalid_settings
 
 log = logging.getLogger("workflow_api")
@@ -27,6 +28,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         loop="asyncio",
         log_level="info",
         access_log=False,
+        **uvicorn_options(settings),
     )
 
 

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from workflow_api.errors import install_error_handlers
 from workflow_api.routes import admin, jobs, landing, processes, storage, uploads
+from workflow_api.server_limits import RequestBodyGuard
 from workflow_api.services import build_services
 from workflow_api.settings import Settings
 
@@ -37,7 +38,12 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.add_middleware(PublicPath, path=urlsplit(settings.base_url).path)
+    app.add_middleware(
+        RequestBodyGuard,
+        max_bytes=settings.max_request_body_bytes,
+        timeout=settings.request_body_timeout_seconds,
+    )
+    app.add_middleware(PublicPath, path=urlsplit(settings.base_url).path)  # the outer one
     install_error_handlers(app)
     for module in (landing, processes, jobs, uploads, admin, storage):
         app.include_router(module.router)
