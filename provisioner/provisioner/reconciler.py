@@ -235,21 +235,34 @@ class Reconciler:
 
     # --- grants ----------------------------------------------------------------------------------
 
-    def _provision(self, grant: Grant) -> None:
+    def _ready_consumer(self, grant: Grant) -> Consumer | None:
+        """The grant's consumer once its deployment is ready; None: the grant was rescheduled
+        (or failed, when the consumer can have no deployment of its own)."""
         try:
             consumer = self._consumer_for(grant.consumer_id)
         except SlugTakenError as error:
             self._provision_failed(grant, error, retryable=False)
-            return
+            return None
+        if consumer.state is ConsumerState.READY:
+            return consumer
+        _, not_before = self._consumer_backoff.get(consumer.id, (0, utcnow()))
+        if utcnow() < not_before:  # its deployment is backing off: so does the grant
+            self._save(grant, GrantState.PROVISIONING, next_attempt_at=not_before)
+            return None
+        try:
+            consumer = self._deploy(consumer)
+        except DeploymentFailedError as error:
+            self._provision_failed(grant, error)
+            return None
         if consumer.state is not ConsumerState.READY:
-            try:
-                consumer = self._deploy(consumer)
-            except DeploymentFailedError as error:
-                self._provision_failed(grant, error)
-                return
-            if consumer.state is not ConsumerState.READY:
-                self._save(grant, GrantState.PROVISIONING, next_attempt_at=utcnow() + DEPLOY_POLL)
-                return
+            self._save(grant, GrantState.PROVISIONING, next_attempt_at=utcnow() + DEPLOY_POLL)
+            return None
+        return consumer
+
+    def _provision(self, grant: Grant) -> None:
+        consumer = self._ready_consumer(grant)
+        if consumer is None:
+            return
         endpoint = api_endpoint(consumer)
         assert endpoint is not None
         try:
