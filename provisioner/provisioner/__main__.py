@@ -19,7 +19,8 @@ from provisioner.edc.publisher import PublishError, publish
 from provisioner.services import offer_target, offering_client
 from provisioner.settings import Settings
 from workflow_api.execution.sandbox import SandboxUnavailable
-from workflow_api.private_files import private_dir, restrict_umask, write_private
+from workflow_api.private_files import private_dir, restrict_umask
+from workflow_api.server_limits import uvicorn_options
 from workflow_api.settings import describe_invalid_settings
 from workflow_contracts.asset import AssetFileError, load_catalog
 
@@ -33,23 +34,32 @@ def configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _generated_secret(path: Path) -> SecretStr:
+    """A random secret kept in `path` (0600) across restarts of `provisioner dev`."""
+    if not path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(32))
+    return SecretStr(path.read_text().strip())
+
+
 def _dev_settings(host: str, port: int) -> Settings:
     """Embedded defaults: local deployer, SQLite, filesystem storage, the dummy assets."""
     data_dir = Path(os.environ.get("PROVISIONER_DATA_DIR", ".dev-data/provisioner")).resolve()
     private_dir(data_dir)
-    token_file = data_dir / "admin-token"
-    if not token_file.exists():
-        write_private(token_file, secrets.token_urlsafe(32).encode())
     overrides = {
         "public_url": f"http://{host}:{port}",
         "data_dir": data_dir,
         "assets_dir": Path("dummy-job/assets").resolve(),
-        "admin_token": SecretStr(token_file.read_text().strip()),
+        "admin_token": _generated_secret(data_dir / "admin-token"),
+        "edc_endpoint_secret": _generated_secret(data_dir / "edc-endpoint-secret"),
     }
     names = {f"PROVISIONER_{name.upper()}" for name in overrides}
     environment = {k: v for k, v in os.environ.items() if k.startswith("PROVISIONER_")}
     for name in names & set(environment):
         overrides.pop(name.removeprefix("PROVISIONER_").lower())
+    if "PROVISIONER_EDC_ENDPOINT_UNAUTHENTICATED" in environment:
+        overrides.pop("edc_endpoint_secret", None)
     settings = Settings(**overrides)  # type: ignore[arg-type]
     if "PROVISIONER_LOCAL_SANDBOX" in environment:
         return settings
@@ -89,6 +99,9 @@ def _refuse_a_broken_sandbox(settings: Settings) -> None:
 def _dev_banner(settings: Settings) -> str:
     base = settings.base_url
     token = settings.admin_token.get_secret_value()
+    endpoint_secret = settings.edc_endpoint_secret
+    query = f"?secret={endpoint_secret.get_secret_value()}" if endpoint_secret else ""
+    dataplane = f"{base}/edc/dataplane/provision{query}{'&' if query else '?'}asset=<asset id>"
     return f"""
 Workflow provisioner (development) at {base}
 Data: {settings.data_dir}
@@ -101,6 +114,12 @@ Grant a workflow to a consumer by hand (no EDC needed), then fetch its credentia
   # take "secret" from the answer:
   curl -s -H "Authorization: Bearer <secret>" {base}/credentials
   # -> {{"endpoint": ..., "token": ...}}: the consumer's own OGC API - Processes endpoint
+
+EDC sends no auth header, so the provisioning URLs you configure in EDC carry the endpoint secret
+({settings.data_dir / "edc-endpoint-secret"}):
+
+  legacy (EDC <= 0.15):  provisioner.http.entries.<name>.endpoint={base}/edc/provision{query}
+  data plane:            asset dataAddress baseUrl={dataplane}
 
 """
 
@@ -161,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         port=arguments.port,
         access_log=False,
         log_level="info",
+        **uvicorn_options(settings),
     )
 
 

@@ -36,7 +36,8 @@ def require_admin(
 def require_endpoint_secret(
     services: ServicesDep, secret: Annotated[str | None, Query()] = None
 ) -> None:
-    """EDC sends no auth header; a secret in the configured endpoint URL stands in for one."""
+    """EDC sends no auth header; a secret in the configured endpoint URL stands in for one.
+    Without a secret the settings demand PROVISIONER_EDC_ENDPOINT_UNAUTHENTICATED."""
     expected = services.settings.edc_endpoint_secret
     if expected is None:
         return

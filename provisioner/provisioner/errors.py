@@ -5,6 +5,7 @@ ProvisionerError
 ├── UnauthorizedError   401  admin token missing or wrong
 ├── ForbiddenError      403  EDC endpoint secret missing or wrong
 ├── NotFoundError       404  (also every credentials failure: nothing to learn from it)
+├── ConflictError       409  a deprovision for a transfer EDC still reports as live
 └── RetryLaterError     503  the Management API could not be asked; EDC retries 500-504
 """
 
@@ -46,6 +47,10 @@ class ForbiddenError(ProvisionerError):
 
 class NotFoundError(ProvisionerError):
     status, slug, title = 404, "not-found", "Not found"
+
+
+class ConflictError(ProvisionerError):
+    status, slug, title = 409, "conflict", "Conflict"
 
 
 class RetryLaterError(ProvisionerError):

@@ -18,18 +18,36 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from provisioner.db import Flavour, Grant, GrantState, as_utc, utcnow
+from provisioner.db import Consumer, Flavour, Grant, GrantState, as_utc, utcnow
 from provisioner.edc.expiry import PolicyError, agreement_end
 from provisioner.edc.management import (
     EdcUnavailableError,
     ManagementClient,
     NotFoundInEdcError,
 )
-from provisioner.errors import RefusedError, RetryLaterError
+from provisioner.errors import ConflictError, RefusedError, RetryLaterError
 from provisioner.metrics import Metrics
+from provisioner.slugs import consumer_slug
 from workflow_contracts.asset import WorkflowAsset
 
 log = logging.getLogger(__name__)
+
+# EDC asks for a deprovision only once the provider transfer process is ending (reference §1.10,
+# §2.10, §3.3): legacy from DEPROVISIONING; the data plane after the control plane's TERMINATING
+# or a completion. Anything earlier is a live transfer, and its grant stays.
+TRANSFER_ENDING = frozenset(
+    {
+        "COMPLETING",
+        "COMPLETING_REQUESTED",
+        "COMPLETED",
+        "TERMINATING",
+        "TERMINATING_REQUESTED",
+        "TERMINATED",
+        "DEPROVISIONING",
+        "DEPROVISIONING_REQUESTED",
+        "DEPROVISIONED",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -55,8 +73,10 @@ class Intake:
         metrics: Metrics,
         callback_deadline: timedelta,
         wake: Callable[[], None],
+        slug_of: Callable[[str], str] = consumer_slug,
     ) -> None:
         self._engine = engine
+        self._slug_of = slug_of
         self._management = management
         self._catalog = catalog
         self._metrics = metrics
@@ -79,6 +99,7 @@ class Intake:
             log.info("duplicate provision request for transfer %s", transfer_process_id)
             return existing
         verified = self.verify(transfer_process_id, asset_id)
+        self._check_name_is_free(verified.consumer_id)
         now = utcnow()
         grant = Grant(
             id=str(uuid.uuid4()),
@@ -106,6 +127,7 @@ class Intake:
             raise RefusedError(f"asset {asset_id!r} is not in the catalog")
         if expires_at is not None and as_utc(expires_at) <= utcnow():
             raise RefusedError("expires_at is in the past")
+        self._check_name_is_free(consumer_id)
         now = utcnow()
         grant_id = str(uuid.uuid4())
         grant = Grant(
@@ -126,12 +148,16 @@ class Intake:
     def deprovision(
         self, flavour: Flavour, transfer_process_id: str, provision_resource_id: str | None = None
     ) -> Grant | None:
-        """Revoke at once (the reconciler carries it out); unknown requests are fine."""
+        """Revoke at once (the reconciler carries it out) once EDC confirms the transfer is
+        ending; requests for transfers we hold no grant for are fine (nothing to do)."""
         key = request_key(flavour, transfer_process_id, provision_resource_id)
+        if self._find(key) is None:
+            log.info("deprovision for unknown transfer %s: nothing to do", transfer_process_id)
+            return None
+        self._verify_ending(transfer_process_id)
         with Session(self._engine) as session:
             grant = session.exec(select(Grant).where(Grant.request_key == key)).first()
             if grant is None:
-                log.info("deprovision for unknown transfer %s: nothing to do", transfer_process_id)
                 return None
             grant.deprovision_requested = True
             if grant.state.live:
@@ -187,6 +213,50 @@ class Intake:
             signed_at=agreement.signed_at,
             expires_at=expires_at,
         )
+
+    def _verify_ending(self, transfer_process_id: str) -> None:
+        """A deprovision is believed only when EDC's own record of the transfer says it ends:
+        409 for a live one (a forged request; EDC's data plane would retry a genuine one that
+        raced ahead of its control plane), 400 for one EDC does not know, 503 if EDC cannot be
+        asked (EDC retries)."""
+        if self._management is None:
+            raise RetryLaterError("the EDC Management API is not configured")
+        try:
+            state = self._management.transfer_process(transfer_process_id).state
+        except NotFoundInEdcError as error:
+            self._metrics.refused.inc()
+            log.warning("deprovision refused for transfer %s: unknown to EDC", transfer_process_id)
+            raise RefusedError(f"transfer {transfer_process_id}: unknown to EDC: {error}") from None
+        except EdcUnavailableError as error:
+            log.warning(
+                "transfer %s: cannot verify the deprovision: %s", transfer_process_id, error
+            )
+            raise RetryLaterError(str(error)) from error
+        if state not in TRANSFER_ENDING:
+            self._metrics.refused.inc()
+            log.warning(
+                "deprovision refused for transfer %s: EDC reports it %s", transfer_process_id, state
+            )
+            raise ConflictError(
+                f"transfer {transfer_process_id} is {state or 'in an unknown state'} in EDC;"
+                " a deprovision is accepted once EDC ends the transfer"
+            )
+
+    def _check_name_is_free(self, consumer_id: str) -> None:
+        """A consumer whose slug another consumer holds could never be deployed: refuse it now
+        (the reconciler refuses it too, for requests that raced past this check)."""
+        slug = self._slug_of(consumer_id)
+        with Session(self._engine) as session:
+            owner = session.exec(
+                select(Consumer.id).where(Consumer.slug == slug, Consumer.id != consumer_id)
+            ).first()
+        if owner is not None:
+            log.warning("consumer %s: its name %s is taken by another consumer", consumer_id, slug)
+            self._metrics.refused.inc()
+            raise RefusedError(
+                f"consumer {consumer_id!r} maps to the deployment name {slug!r}, which another"
+                " consumer holds"
+            )
 
     def _refuse(self, transfer_process_id: str, reason: str) -> NoReturn:
         log.warning("refused provisioning for transfer %s: %s", transfer_process_id, reason)

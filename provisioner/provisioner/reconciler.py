@@ -5,6 +5,12 @@ asset in its workflow-api, call EDC back; or revoke and call back) → look afte
 (supervise, tear down idle ones after the grace period). Every step is persisted before the next;
 a crash at any point resumes from the database. Request handlers only insert grants or mark them
 revoking; the reconciler writes with conditional updates, so neither overwrites the other.
+
+Failures stay with their record: any exception while handling one grant or one consumer is
+caught, recorded on that row (`last_error`, `message`) and retried after an exponential backoff
+of its own (capped at MAX_BACKOFF); the pass goes on with the others. A grant retries until its
+callback deadline, then is revoked; a consumer's backoff lives in memory (a restart retries at
+once).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from provisioner.db import Consumer, ConsumerState, Flavour, Grant, GrantState, as_utc, utcnow
@@ -47,6 +54,15 @@ CallbackBuilder = Callable[[Grant, Consumer, str], tuple[str, dict[str, Any]] | 
 TransferState = Callable[[str], str | None]
 # (transfer process id, reason): ask EDC to end a transfer we gave up on; raises on failure
 TerminateTransfer = Callable[[str, str], None]
+
+
+class SlugTakenError(Exception):
+    """Another consumer already has this consumer's slug (the names of its deployment)."""
+
+
+class DeploymentFailedError(Exception):
+    """The deployer answered `failed` (its message says why); retried with backoff."""
+
 
 # A provider transfer in one of these took our provision callback (we may have missed the answer).
 PAST_PROVISIONING = {
@@ -100,8 +116,10 @@ class Reconciler:
         callback_deadline: timedelta,
         callback_delay: timedelta,
         terminate_transfer: TerminateTransfer | None = None,
+        slug_of: Callable[[str], str] = consumer_slug,
     ) -> None:
         self._engine = engine
+        self._slug_of = slug_of
         self._deployer = deployer
         self._apis = workflow_apis
         self._callbacks = callbacks
@@ -116,6 +134,8 @@ class Reconciler:
         self._terminate_transfer = terminate_transfer
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
+        # consumer id -> (failures in a row, not before): per-consumer backoff of supervision
+        self._consumer_backoff: dict[str, tuple[int, datetime]] = {}
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -165,10 +185,15 @@ class Reconciler:
         for grant in due:
             if self._stopping.is_set():
                 return
-            if grant.state is GrantState.PROVISIONING:
-                self._provision(grant)
-            else:
-                self._revoke(grant)
+            state = grant.state
+            try:
+                if state is GrantState.PROVISIONING:
+                    self._provision(grant)
+                else:
+                    self._revoke(grant)
+            except Exception as error:  # one grant's failure must never stop the others
+                log.exception("grant %s: unexpected error while %s", grant.id, state.value)
+                self._step_crashed(grant, error)
         self._look_after_consumers()
         self._update_gauges()
 
@@ -184,14 +209,15 @@ class Reconciler:
             expiring = session.exec(
                 select(func.min(Grant.expires_at)).where(col(Grant.state).in_(LIVE))
             ).one()
-            deploying = session.exec(
-                select(func.count()).where(
+            changing = session.exec(
+                select(Consumer.id).where(
                     col(Consumer.state).in_([ConsumerState.DEPLOYING, ConsumerState.TEARING_DOWN])
                 )
-            ).one()
+            ).all()
         candidates += [as_utc(moment) for moment in (pending, expiring) if moment is not None]
-        if deploying:
-            candidates.append(now + DEPLOY_POLL)
+        for consumer_id in changing:  # polled while they change, unless backing off
+            _, not_before = self._consumer_backoff.get(consumer_id, (0, now))
+            candidates.append(max(not_before, now + DEPLOY_POLL))
         return max((min(candidates) - now).total_seconds(), 0.0)
 
     def _expire(self) -> None:
@@ -215,13 +241,34 @@ class Reconciler:
 
     # --- grants ----------------------------------------------------------------------------------
 
-    def _provision(self, grant: Grant) -> None:
-        consumer = self._consumer_for(grant.consumer_id)
-        if consumer.state is not ConsumerState.READY:
+    def _ready_consumer(self, grant: Grant) -> Consumer | None:
+        """The grant's consumer once its deployment is ready; None: the grant was rescheduled
+        (or failed, when the consumer can have no deployment of its own)."""
+        try:
+            consumer = self._consumer_for(grant.consumer_id)
+        except SlugTakenError as error:
+            self._provision_failed(grant, error, retryable=False)
+            return None
+        if consumer.state is ConsumerState.READY:
+            return consumer
+        _, not_before = self._consumer_backoff.get(consumer.id, (0, utcnow()))
+        if utcnow() < not_before:  # its deployment is backing off: so does the grant
+            self._save(grant, GrantState.PROVISIONING, next_attempt_at=not_before)
+            return None
+        try:
             consumer = self._deploy(consumer)
-            if consumer.state is not ConsumerState.READY:
-                self._save(grant, GrantState.PROVISIONING, next_attempt_at=utcnow() + DEPLOY_POLL)
-                return
+        except DeploymentFailedError as error:
+            self._provision_failed(grant, error)
+            return None
+        if consumer.state is not ConsumerState.READY:
+            self._save(grant, GrantState.PROVISIONING, next_attempt_at=utcnow() + DEPLOY_POLL)
+            return None
+        return consumer
+
+    def _provision(self, grant: Grant) -> None:
+        consumer = self._ready_consumer(grant)
+        if consumer is None:
+            return
         endpoint = api_endpoint(consumer)
         assert endpoint is not None
         try:
@@ -279,16 +326,20 @@ class Reconciler:
                 raise CallbackRejectedError(f"EDC ended the transfer ({state})") from None
             raise
 
-    def _provision_failed(self, grant: Grant, error: Exception) -> None:
+    def _provision_failed(
+        self, grant: Grant, error: Exception, *, retryable: bool | None = None
+    ) -> None:
+        """Retry with backoff until the callback deadline, unless the error is final."""
         if isinstance(error, CallbackError):
             self._metrics.callback_failures.labels("provision").inc()
         self._count_unauthorized(grant, error, "provision")
         attempts = grant.attempts + 1
         now = utcnow()
         deadline = as_utc(grant.callback_deadline) if grant.callback_deadline else None
-        retryable = not isinstance(error, CallbackError) or isinstance(
-            error, CallbackRetryableError
-        )
+        if retryable is None:
+            retryable = not isinstance(error, CallbackError) or isinstance(
+                error, CallbackRetryableError
+            )
         if retryable and (deadline is None or now < deadline):
             log.warning("grant %s: %s (attempt %d, retrying)", grant.id, error, attempts)
             self._save(
@@ -337,6 +388,24 @@ class Reconciler:
         if isinstance(error, CallbackUnauthorizedError):
             self._metrics.callback_unauthorized.labels(grant.flavour.value, kind).inc()
             log.error("grant %s: %s callback unauthorized: %s", grant.id, kind, error)
+
+    def _step_crashed(self, grant: Grant, error: Exception) -> None:
+        """An unexpected exception: recorded on the grant, which backs off on its own."""
+        reason = f"{type(error).__name__}: {error}"
+        try:
+            if grant.state is GrantState.PROVISIONING:
+                self._provision_failed(grant, RuntimeError(reason))
+            elif grant.state is GrantState.REVOKING:
+                attempts = grant.attempts + 1
+                self._save(
+                    grant,
+                    GrantState.REVOKING,
+                    attempts=attempts,
+                    last_error=reason,
+                    next_attempt_at=utcnow() + backoff(attempts),
+                )
+        except Exception:  # e.g. the database itself is gone: the pass goes on
+            log.exception("grant %s: could not record the error", grant.id)
 
     def _revoke(self, grant: Grant) -> None:
         consumer = self._find_consumer(grant.consumer_id)
@@ -428,12 +497,18 @@ class Reconciler:
     def _consumer_for(self, consumer_id: str) -> Consumer:
         """The consumer's row, created (or revived from `removed`) as `deploying`."""
         now = utcnow()
+        slug = self._slug_of(consumer_id)
         with Session(self._engine) as session:
             consumer = session.get(Consumer, consumer_id)
             if consumer is None:
+                owner = session.exec(select(Consumer.id).where(Consumer.slug == slug)).first()
+                if owner is not None:
+                    raise SlugTakenError(
+                        f"consumer {consumer_id!r} maps to the name {slug!r} of another consumer"
+                    )
                 consumer = Consumer(
                     id=consumer_id,
-                    slug=consumer_slug(consumer_id),
+                    slug=slug,
                     state=ConsumerState.DEPLOYING,
                     created=now,
                     updated=now,
@@ -450,7 +525,12 @@ class Reconciler:
                 return consumer
             consumer.deploy_started, consumer.idle_since, consumer.updated = now, None, now
             session.add(consumer)
-            session.commit()
+            try:
+                session.commit()
+            except IntegrityError as error:  # a concurrent insert took the slug (or the id)
+                raise SlugTakenError(
+                    f"consumer {consumer_id!r}: its name {slug!r} is already taken"
+                ) from error
             session.refresh(consumer)
             log.info("consumer %s: deploying its workflow-api", consumer_id)
             return consumer
@@ -463,7 +543,7 @@ class Reconciler:
             log.info("consumer %s is %s %s", consumer.id, state.value, status.endpoint or "")
         if status.state == "failed":
             log.warning("consumer %s: deployment failed: %s", consumer.id, status.message)
-        return self._update_consumer(
+        updated = self._update_consumer(
             consumer,
             state=state,
             endpoint=status.endpoint,
@@ -471,6 +551,9 @@ class Reconciler:
             message=status.message,
             checked=utcnow(),
         )
+        if status.state == "failed":
+            raise DeploymentFailedError(f"deployment failed: {status.message}")
+        return updated
 
     def _live_assets(self, consumer_id: str) -> tuple[str, ...]:
         with Session(self._engine) as session:
@@ -506,21 +589,42 @@ class Reconciler:
                 ).all()
             )
         for consumer in consumers:
-            if consumer.state is ConsumerState.TEARING_DOWN:
-                self._tear_down(consumer)
-            elif live.get(consumer.id, 0) == 0:
-                idle_since = as_utc(consumer.idle_since) if consumer.idle_since else now
-                if consumer.idle_since is None:
-                    self._update_consumer(consumer, idle_since=now)
-                if now - idle_since >= self._grace:
-                    self._tear_down(
-                        self._update_consumer(consumer, state=ConsumerState.TEARING_DOWN)
-                    )
-            elif consumer.state is ConsumerState.DEPLOYING or self._supervision_due(consumer, now):
-                busy = consumer
-                if busy.idle_since is not None:
-                    busy = self._update_consumer(busy, idle_since=None)
-                self._deploy(busy)
+            if self._stopping.is_set():
+                return
+            failures, not_before = self._consumer_backoff.get(consumer.id, (0, now))
+            if now < not_before:
+                continue
+            try:
+                self._look_after(consumer, live.get(consumer.id, 0), now)
+            except Exception as error:  # one consumer's failure must never stop the others
+                if not isinstance(error, DeploymentFailedError):
+                    log.exception("consumer %s: unexpected error", consumer.id)
+                failures += 1
+                self._consumer_backoff[consumer.id] = (failures, now + backoff(failures))
+                self._record_consumer_error(consumer, f"{type(error).__name__}: {error}")
+            else:
+                self._consumer_backoff.pop(consumer.id, None)
+
+    def _look_after(self, consumer: Consumer, live_grants: int, now: datetime) -> None:
+        if consumer.state is ConsumerState.TEARING_DOWN:
+            self._tear_down(consumer)
+        elif live_grants == 0:
+            idle_since = as_utc(consumer.idle_since) if consumer.idle_since else now
+            if consumer.idle_since is None:
+                self._update_consumer(consumer, idle_since=now)
+            if now - idle_since >= self._grace:
+                self._tear_down(self._update_consumer(consumer, state=ConsumerState.TEARING_DOWN))
+        elif consumer.state is ConsumerState.DEPLOYING or self._supervision_due(consumer, now):
+            busy = consumer
+            if busy.idle_since is not None:
+                busy = self._update_consumer(busy, idle_since=None)
+            self._deploy(busy)
+
+    def _record_consumer_error(self, consumer: Consumer, message: str) -> None:
+        try:
+            self._update_consumer(consumer, message=message)
+        except Exception:
+            log.exception("consumer %s: could not record the error", consumer.id)
 
     def _supervision_due(self, consumer: Consumer, now: datetime) -> bool:
         checked = as_utc(consumer.checked) if consumer.checked else None

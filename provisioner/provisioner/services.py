@@ -25,6 +25,7 @@ from provisioner.intake import Intake
 from provisioner.metrics import Metrics
 from provisioner.reconciler import Reconciler
 from provisioner.settings import Settings
+from provisioner.slugs import consumer_slug
 from provisioner.tokens import TokenService
 from provisioner.workflow_apis import WorkflowApiClient
 from workflow_api.private_files import private_dir
@@ -32,6 +33,14 @@ from workflow_api.signing_keys import SigningKey
 from workflow_contracts.asset import WorkflowAsset, load_catalog
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What a test may put in place of the real thing; production uses the defaults."""
+
+    wrap_deployer: Callable[[Deployer], Deployer] = lambda deployer: deployer
+    slug_of: Callable[[str], str] = consumer_slug
 
 
 @dataclass
@@ -180,7 +189,14 @@ def _transfer_terminator(management: ManagementClient | None) -> Callable[[str, 
     return terminate
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, parts: Parts | None = None) -> Services:
+    parts = parts or Parts()
+    if settings.edc_endpoint_unauthenticated:
+        log.warning(
+            "PROVISIONER_EDC_ENDPOINT_UNAUTHENTICATED: the /edc/ endpoints take requests from"
+            " anyone who can reach them; EDC's Management API is the only check left."
+            " Set PROVISIONER_EDC_ENDPOINT_SECRET for production"
+        )
     private_dir(settings.data_dir)
     engine = make_engine(settings.resolved_database_url)
     catalog = load_catalog(settings.assets_dir)
@@ -220,7 +236,9 @@ def build_services(settings: Settings) -> Services:
     deadline = timedelta(seconds=settings.callback_deadline_seconds)
     reconciler = Reconciler(
         engine=engine,
-        deployer=_make_deployer(settings, make_consumer_storage(settings, secrets)),
+        deployer=parts.wrap_deployer(
+            _make_deployer(settings, make_consumer_storage(settings, secrets))
+        ),
         workflow_apis=workflow_apis,
         callbacks=callbacks,
         build_callback=handover.callback,
@@ -232,6 +250,7 @@ def build_services(settings: Settings) -> Services:
         supervise_every=timedelta(seconds=settings.supervise_interval_seconds),
         callback_deadline=deadline,
         callback_delay=timedelta(seconds=settings.callback_delay_seconds),
+        slug_of=parts.slug_of,
     )
     intake = Intake(
         engine=engine,
@@ -240,6 +259,7 @@ def build_services(settings: Settings) -> Services:
         metrics=metrics,
         callback_deadline=deadline,
         wake=reconciler.wake,
+        slug_of=parts.slug_of,
     )
     closers = [callbacks.close, workflow_apis.close]
     if management is not None:

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from provisioner.slugs import prefixed_label
+from workflow_api.server_limits import ServerLimits
 from workflow_api.settings import require_s3_settings
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "admin"}
@@ -34,7 +35,7 @@ def _check_kubernetes_settings(settings: Settings) -> None:
     check_settings(settings)
 
 
-class Settings(BaseSettings):
+class Settings(ServerLimits):
     model_config = SettingsConfigDict(env_prefix="PROVISIONER_", extra="forbid")
 
     public_url: AnyHttpUrl = Field(description="where EDC and consumers reach this provisioner")
@@ -51,7 +52,14 @@ class Settings(BaseSettings):
         default=None, description="x-api-key sent on callbacks when EDC's context requires it"
     )
     edc_endpoint_secret: SecretStr | None = Field(
-        default=None, description="if set, EDC must call /edc/... with ?secret=<this>"
+        default=None,
+        description="required: EDC sends no auth header, so the provisioning URLs configured in"
+        " EDC carry it as a query parameter: /edc/...?secret=<this>",
+    )
+    edc_endpoint_unauthenticated: bool = Field(
+        default=False,
+        description="run /edc/... without a secret: anyone who reaches it and knows a transfer"
+        " id can ask for (de)provisioning, which EDC's Management API then has to refuse",
     )
     edc_timeout_seconds: float = Field(default=10.0, gt=0)
     edc_flavour: Literal["dataplane", "legacy"] = Field(
@@ -209,6 +217,17 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         _check_secret("PROVISIONER_EDC_ENDPOINT_SECRET", self.edc_endpoint_secret, minimum=16)
+        if (self.edc_endpoint_secret is None) != self.edc_endpoint_unauthenticated:
+            raise ValueError(
+                "set PROVISIONER_EDC_ENDPOINT_SECRET (at least 16 characters; EDC calls"
+                " /edc/...?secret=<it>), or PROVISIONER_EDC_ENDPOINT_UNAUTHENTICATED=true to"
+                " run the EDC endpoints without one, not both"
+                if self.edc_endpoint_secret is not None
+                else "PROVISIONER_EDC_ENDPOINT_SECRET is required (at least 16 characters; EDC"
+                " sends no auth header, so its provisioning URLs carry it: /edc/...?secret=<it>);"
+                " PROVISIONER_EDC_ENDPOINT_UNAUTHENTICATED=true runs without one (not for"
+                " production)"
+            )
         require_s3_settings(self, "PROVISIONER_")
         if self.edc_publish_on_startup and self.edc_management_url is None:
             raise ValueError(

@@ -144,8 +144,16 @@ class Driver:
     def send_dataplane_deprovision(
         self, flow_id: str, *, endpoint: str | None = None, resource_id: str | None = None
     ) -> Delivery:
-        """Same for a PROVISIONED resource (only those are deprovisioned); 2xx →
-        DEPROVISION_REQUESTED, then the callback makes it DEPROVISIONED."""
+        """Same for a PROVISIONED resource (only those are deprovisioned), and only once the
+        transfer process is ending (the data plane deprovisions when the control plane terminates
+        or completes the transfer: `terminate` first); 2xx → DEPROVISION_REQUESTED, then the
+        callback makes it DEPROVISIONED."""
+        with self.world.lock:
+            process = self.world.transfer_processes.get(flow_id)
+            if process is not None and process.state not in _CAN_BE_DEPROVISIONED:
+                raise ValueError(
+                    f"the data plane deprovisions only after termination, not in {process.state}"
+                )
         return self._send_dataplane("deprovision", flow_id, endpoint, resource_id, "PROVISIONED")
 
     def _send_dataplane(

@@ -383,6 +383,9 @@ def test_dataplane_round_trip(
         "PROVISION_NOTIFYING",
         address["properties"],
     )
+    with pytest.raises(ValueError, match="only after termination"):
+        driver.send_dataplane_deprovision(process.id)
+    driver.terminate(process.id)
     assert driver.send_dataplane_deprovision(process.id).outcome == "accepted"
     driver.wait_for_callback(process.id, "deprovision", flavour="dataplane")
     assert flow.state == "DEPROVISIONED"

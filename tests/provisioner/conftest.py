@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from provisioner.db import Consumer, ConsumerState, make_engine
 from provisioner.deployers.base import ConsumerSpec
 from provisioner.deployers.local import LocalDeployer
+from provisioner.services import Parts
 from provisioner.tokens import workflow_api_audience
 from tests.edc_standin.fixture import EdcStandIn
 from tests.provisioner.harness import RunningProvisioner, start_provisioner
@@ -35,8 +36,10 @@ def provisioner_factory(
 ) -> Iterator[Callable[..., RunningProvisioner]]:
     started: list[RunningProvisioner] = []
 
-    def start(name: str = "provisioner", **overrides: Any) -> RunningProvisioner:
-        running = start_provisioner(tmp_path / name, edc_standin.management_url, **overrides)
+    def start(
+        name: str = "provisioner", parts: Parts | None = None, **overrides: Any
+    ) -> RunningProvisioner:
+        running = start_provisioner(tmp_path / name, edc_standin.management_url, parts, **overrides)
         started.append(running)
         return running
 

@@ -12,13 +12,14 @@ from typing import Any, TypeVar
 import httpx
 
 from provisioner.app import create_app
-from provisioner.services import Services
+from provisioner.services import Parts, Services
 from provisioner.settings import Settings
 from tests.fixtures.sandbox import sandbox_settings
 from tests.workflow_api.apis import DUMMY_ASSETS, ThreadedServer, bound_socket
 
 T = TypeVar("T")
 FINAL_GRANT_STATES = {"revoked", "failed"}
+ENDPOINT_SECRET = "endpoint-secret-of-the-tests"  # what EDC appends to its provisioning URLs
 
 
 def consumer_directories(data_dir: Path) -> list[Path]:
@@ -54,11 +55,21 @@ class RunningProvisioner:
         return services
 
     @property
+    def endpoint_query(self) -> str:
+        """What the provisioning URLs configured in EDC end with: `secret=<it>` (or nothing)."""
+        secret = self.settings.edc_endpoint_secret
+        return f"secret={secret.get_secret_value()}" if secret else ""
+
+    @property
     def legacy_endpoint(self) -> str:
-        return f"{self.base_url}/edc/provision"
+        query = self.endpoint_query
+        return f"{self.base_url}/edc/provision" + (f"?{query}" if query else "")
 
     def dataplane_endpoint(self, asset_id: str) -> str:
-        return f"{self.base_url}/edc/dataplane/provision?asset={asset_id}"
+        query = self.endpoint_query
+        return f"{self.base_url}/edc/dataplane/provision?asset={asset_id}" + (
+            f"&{query}" if query else ""
+        )
 
     @property
     def admin(self) -> httpx.Client:
@@ -147,17 +158,18 @@ def provisioner_settings(
         "supervise_interval_seconds": 1.0,
         "callback_deadline_seconds": 20,
         "local_sandbox": sandbox_settings()["sandbox"],
+        "edc_endpoint_secret": ENDPOINT_SECRET,
     }
     values.update(overrides)
     return Settings(**values)
 
 
 def start_provisioner(
-    data_dir: Path, management_url: str | None, **overrides: Any
+    data_dir: Path, management_url: str | None, parts: Parts | None = None, **overrides: Any
 ) -> RunningProvisioner:
     data_dir.mkdir(parents=True, exist_ok=True)
     sock = bound_socket()
     settings = provisioner_settings(data_dir, sock.getsockname()[1], management_url, **overrides)
-    server = ThreadedServer(create_app(settings), sock)
+    server = ThreadedServer(create_app(settings, parts), sock)
     server.start()
     return RunningProvisioner(settings=settings, server=server)

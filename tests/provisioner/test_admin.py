@@ -113,6 +113,8 @@ def test_admin_api_needs_the_admin_token(provisioner: RunningProvisioner) -> Non
         ({"storage": "s3"}, "PROVISIONER_S3_ENDPOINT"),
         ({"assets_dir": Path("/no/such/dir")}, "ASSETS_DIR"),
         ({"edc_endpoint_secret": "abc"}, "ENDPOINT_SECRET"),
+        ({"edc_endpoint_secret": None}, "PROVISIONER_EDC_ENDPOINT_SECRET is required"),
+        ({"edc_endpoint_unauthenticated": True}, "not both"),
     ],
 )
 def test_settings_are_validated_with_clear_errors(

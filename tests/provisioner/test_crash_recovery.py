@@ -17,7 +17,7 @@ import pytest
 
 from tests.edc_standin.fixture import EdcStandIn
 from tests.provisioner.conftest import remove_leftover_deployments
-from tests.provisioner.harness import consumer_directories, eventually
+from tests.provisioner.harness import ENDPOINT_SECRET, consumer_directories, eventually
 from tests.workflow_api.apis import DUMMY_ASSETS, bound_socket
 
 EDC = "https://w3id.org/edc/v0.0.1/ns/"
@@ -40,6 +40,7 @@ class ProvisionerProcess:
             "PROVISIONER_ASSETS_DIR": str(DUMMY_ASSETS),
             "PROVISIONER_EDC_MANAGEMENT_URL": management_url,
             "PROVISIONER_ADMIN_TOKEN": self.admin_token,
+            "PROVISIONER_EDC_ENDPOINT_SECRET": ENDPOINT_SECRET,
             "PROVISIONER_RECONCILE_INTERVAL_SECONDS": "0.2",
             "PROVISIONER_SUPERVISE_INTERVAL_SECONDS": "1",
             **{f"PROVISIONER_{key.upper()}": value for key, value in settings.items()},
@@ -121,7 +122,7 @@ def test_killed_while_deploying_resumes_and_calls_back_once(
     provisioner.start()
     process = edc_standin.world.new_transfer(asset_id="echo", consumer_id="alice")
     sent = edc_standin.driver.send_legacy_provision(
-        process.id, endpoint=f"{provisioner.base_url}/edc/provision"
+        process.id, endpoint=f"{provisioner.base_url}/edc/provision?secret={ENDPOINT_SECRET}"
     )
     assert sent.status == 200
     provisioner.kill()  # the grant is persisted; the deployment has barely started
@@ -150,7 +151,7 @@ def test_killed_after_edc_took_the_callback_but_before_the_answer(
     process = world.new_transfer(asset_id="echo", consumer_id="bob")
     world.drop_next_callbacks(1000, after_processing=True)
     edc_standin.driver.send_legacy_provision(
-        process.id, endpoint=f"{provisioner.base_url}/edc/provision"
+        process.id, endpoint=f"{provisioner.base_url}/edc/provision?secret={ENDPOINT_SECRET}"
     )
     edc_standin.driver.wait_for_state(process.id, "PROVISIONED", timeout=60)
     provisioner.kill()
@@ -174,13 +175,15 @@ def test_killed_while_revoking_finishes_the_deprovisioning(
     world, driver = edc_standin.world, edc_standin.driver
     address = {
         "type": "ProvisionHttp",
-        "baseUrl": f"{provisioner.base_url}/edc/dataplane/provision?asset=echo",
+        "baseUrl": f"{provisioner.base_url}/edc/dataplane/provision"
+        f"?asset=echo&secret={ENDPOINT_SECRET}",
     }
     process = world.new_transfer(asset_id="echo", consumer_id="carol", data_address=address)
     world.add_data_flow(process.id)
     driver.send_dataplane_provision(process.id)
     driver.wait_for_callback(process.id, "provision", timeout=60)
     world.fail_next_callbacks(1000, status=503)  # the deprovision callback cannot get through
+    driver.terminate(process.id)
     assert driver.send_dataplane_deprovision(process.id).status == 200
     eventually(lambda: world.callbacks(process.id, "deprovision"), 30, "a deprovision attempt")
     provisioner.kill()
@@ -201,7 +204,7 @@ def test_killed_during_the_grace_period_still_tears_down(
     provisioner.start()
     world, driver = edc_standin.world, edc_standin.driver
     process = world.new_transfer(asset_id="echo", consumer_id="dave")
-    endpoint = f"{provisioner.base_url}/edc/provision"
+    endpoint = f"{provisioner.base_url}/edc/provision?secret={ENDPOINT_SECRET}"
     driver.send_legacy_provision(process.id, endpoint=endpoint)
     callback = driver.wait_for_callback(process.id, "provision", timeout=60)
     world.transfer_processes[process.id].transition("TERMINATED")
@@ -227,7 +230,7 @@ def test_workflow_api_that_dies_is_restarted(crashable: Any, edc_standin: EdcSta
     provisioner.start()
     process = edc_standin.world.new_transfer(asset_id="echo", consumer_id="erin")
     edc_standin.driver.send_legacy_provision(
-        process.id, endpoint=f"{provisioner.base_url}/edc/provision"
+        process.id, endpoint=f"{provisioner.base_url}/edc/provision?secret={ENDPOINT_SECRET}"
     )
     callback = edc_standin.driver.wait_for_callback(process.id, "provision", timeout=60)
     secret = callback.body["contentDataAddress"]["properties"][f"{EDC}authCode"].removeprefix(

@@ -91,6 +91,7 @@ def test_dataplane_flavour_full_cycle(
     endpoint, token = properties[f"{EDC}endpoint"], properties[f"{EDC}authorization"]
     _run_echo(endpoint, token)
 
+    driver.terminate(process.id)
     assert driver.send_dataplane_deprovision(process.id).status == 200
     driver.wait_for_callback(process.id, "deprovision", timeout=30)
     provisioner.assert_nothing_left("bob", endpoint)
@@ -309,18 +310,19 @@ def test_endpoint_secret_is_required_when_configured(
     provisioner = provisioner_factory(edc_endpoint_secret="s3cr3t-in-the-endpoint-url")
     process = edc_standin.world.new_transfer(asset_id="echo", consumer_id="kim")
     refused = edc_standin.driver.send_legacy_provision(
-        process.id, endpoint=provisioner.legacy_endpoint
+        process.id, endpoint=f"{provisioner.base_url}/edc/provision"
     )
     assert refused.status == 403 and refused.outcome == "fatal"
     wrong = edc_standin.world.new_transfer(asset_id="echo", consumer_id="kim")
     guessed = edc_standin.driver.send_legacy_provision(
-        wrong.id, endpoint=f"{provisioner.legacy_endpoint}?secret=guess-guess-guess-guess"
+        wrong.id, endpoint=f"{provisioner.base_url}/edc/provision?secret=guess-guess-guess-guess"
     )
     assert guessed.status == 403
     assert provisioner.grants() == []
     second = edc_standin.world.new_transfer(asset_id="echo", consumer_id="kim")
     accepted = edc_standin.driver.send_legacy_provision(
-        second.id, endpoint=f"{provisioner.legacy_endpoint}?secret=s3cr3t-in-the-endpoint-url"
+        second.id,
+        endpoint=f"{provisioner.base_url}/edc/provision?secret=s3cr3t-in-the-endpoint-url",
     )
     assert accepted.status == 200
 
@@ -407,6 +409,7 @@ def test_a_deprovision_before_the_provision_callback_is_answered_ends_revoked(
         lambda: all(r.state == "PROVISIONED" for r in flow.resources.values()), timeout=30
     )
     assert (provisioner.grant_for(process.id) or {}).get("state") == "provisioning"
+    driver.terminate(process.id)
     assert driver.send_dataplane_deprovision(process.id).status == 200
 
     driver.wait_for_callback(process.id, "deprovision", timeout=30)

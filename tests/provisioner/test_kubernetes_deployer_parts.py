@@ -310,6 +310,7 @@ def kubernetes_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "data_dir": tmp_path,
         "assets_dir": DUMMY_ASSETS,
         "admin_token": secrets.token_urlsafe(32),
+        "edc_endpoint_secret": secrets.token_urlsafe(24),
         "deployer": "kubernetes",
         "kubernetes_kubeconfig": kubeconfig,
         "kubernetes_workflow_api_image": "registry.example.org/workflow-api:1",

@@ -10,7 +10,7 @@ import pytest
 from provisioner.credentials import CredentialSecrets
 from provisioner.edc import wire
 from provisioner.edc.expiry import PolicyError, agreement_end
-from provisioner.slugs import consumer_slug
+from provisioner.slugs import consumer_slug, prefixed_label
 
 SIGNED = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -121,7 +121,22 @@ def test_slugs_are_dns_safe_unique_and_stable() -> None:
     assert consumer_slug("Alice") != consumer_slug("alice")
     assert consumer_slug("ünïcode!!!").startswith("c-") or consumer_slug("ünïcode!!!")[0].isalnum()
     long = consumer_slug("x" * 500)
-    assert len(long) <= 40 and long[0].isalnum() and long[-1].isalnum()
+    assert len(long) <= 48 and long[0].isalnum() and long[-1].isalnum()
+
+
+def test_slugs_carry_at_least_64_bits_of_hash_in_every_derived_name() -> None:
+    """8 hex digits (32 bits) collide after ~65,000 chosen ids, in well under a second."""
+    slug = consumer_slug("did:web:Example.org:Alice")
+    digest = slug.rsplit("-", 1)[1]
+    assert len(digest) * 4 >= 64 and int(digest, 16) >= 0
+    long_ids = [f"did:web:tenants.example.org:{'x' * 60}:{n}" for n in range(200)]
+    for prefix in ("wf-", "workflow-data-", "a-very-long-bucket-name-stem-for-s3-"):
+        names = {prefixed_label(prefix, consumer_slug(i)) for i in long_ids}
+        assert len(names) == len(long_ids), prefix
+        for consumer_id in long_ids[:3]:
+            name = prefixed_label(prefix, consumer_slug(consumer_id))
+            assert len(name) <= 63 and name.endswith(consumer_slug(consumer_id)[-20:])
+    assert prefixed_label("wf-", "c-" + "a" * 8) == "wf-c-aaaaaaaa"  # slugs made before: kept
 
 
 def test_callback_bodies_use_the_properties_wrapper_and_full_iris() -> None:

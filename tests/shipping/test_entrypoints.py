@@ -91,7 +91,7 @@ def assert_served(result: dict[str, Any]) -> None:
 
 
 @needs_private_network
-def test_provisioner_serve_starts_with_the_image_environment_and_two_settings(
+def test_provisioner_serve_starts_with_the_image_environment_and_three_settings(
     tmp_path: Path,
 ) -> None:
     container = ContainerOnHost(parse(DOCKERFILES["provisioner"]), tmp_path)
@@ -100,7 +100,12 @@ def test_provisioner_serve_starts_with_the_image_environment_and_two_settings(
     assert needed == {"PROVISIONER_PUBLIC_URL", "PROVISIONER_ADMIN_TOKEN"}
     token = secrets.token_urlsafe(32)
     environment = container.environment(
-        {"PROVISIONER_PUBLIC_URL": "http://127.0.0.1:8000", "PROVISIONER_ADMIN_TOKEN": token}
+        {
+            "PROVISIONER_PUBLIC_URL": "http://127.0.0.1:8000",
+            "PROVISIONER_ADMIN_TOKEN": token,
+            # not a required field, but required by the settings' check (see test_edc_endpoint)
+            "PROVISIONER_EDC_ENDPOINT_SECRET": secrets.token_urlsafe(24),
+        }
     )
     admin = {"Authorization": f"Bearer {token}"}
     job = server_job(
@@ -132,6 +137,7 @@ def test_provisioner_image_runs_a_consumer_and_its_job_with_the_local_deployer(
         {
             "PROVISIONER_PUBLIC_URL": "http://127.0.0.1:8000",
             "PROVISIONER_ADMIN_TOKEN": token,
+            "PROVISIONER_EDC_ENDPOINT_SECRET": secrets.token_urlsafe(24),
             "PROVISIONER_LOCAL_HOST": "0.0.0.0",
             "PROVISIONER_LOCAL_PUBLIC_HOST": "127.0.0.1",
         }
@@ -163,6 +169,7 @@ def test_readme_client_session_runs_against_the_provisioner_image(tmp_path: Path
         {
             "PROVISIONER_PUBLIC_URL": "http://127.0.0.1:8000",
             "PROVISIONER_ADMIN_TOKEN": token,
+            "PROVISIONER_EDC_ENDPOINT_SECRET": secrets.token_urlsafe(24),
             "PROVISIONER_LOCAL_HOST": "0.0.0.0",
             "PROVISIONER_LOCAL_PUBLIC_HOST": "127.0.0.1",
         }

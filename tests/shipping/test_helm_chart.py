@@ -272,3 +272,40 @@ def test_required_values_are_named_when_missing(helm: Path) -> None:
     error = render_error(helm)
     for name in ("publicUrl", "managementUrl", "endpoint"):
         assert name in error
+
+
+def _endpoint_secret_reference(documents: list[Document]) -> dict[str, Any] | None:
+    (container,) = only(documents, "Deployment")["spec"]["template"]["spec"]["containers"]
+    for variable in container["env"]:
+        if variable["name"] == "PROVISIONER_EDC_ENDPOINT_SECRET":
+            reference: dict[str, Any] = variable["valueFrom"]["secretKeyRef"]
+            return reference
+    return None
+
+
+def test_the_edc_endpoint_secret_is_always_there_generated_when_not_given(helm: Path) -> None:
+    """The provisioner refuses to start without it; a chart that left it out would not run."""
+    first, second = render(helm), render(helm)
+    generated = [only(d, "Secret")["stringData"]["edc-endpoint-secret"] for d in (first, second)]
+    assert all(len(value) >= 32 for value in generated)
+    assert generated[0] != generated[1], "random when no Secret exists yet"
+    reference = _endpoint_secret_reference(first)
+    assert reference is not None and "optional" not in reference
+    assert reference["name"] == only(first, "Secret")["metadata"]["name"]
+
+    given = render(helm, "--set=secrets.edcEndpointSecret=given-endpoint-secret-0123")
+    assert only(given, "Secret")["stringData"]["edc-endpoint-secret"] == (
+        "given-endpoint-secret-0123"
+    )
+    existing = render(helm, *VARIANTS["existing-secrets-postgres"])
+    reference = _endpoint_secret_reference(existing)
+    assert reference == {"name": "provisioner-secrets", "key": "edc-endpoint-secret"}
+
+
+def test_running_the_edc_endpoints_without_a_secret_must_be_asked_for(helm: Path) -> None:
+    documents = render(helm, "--set=edc.endpointUnauthenticated=true")
+    assert "edc-endpoint-secret" not in only(documents, "Secret")["stringData"]
+    assert _endpoint_secret_reference(documents) is None
+    (container,) = only(documents, "Deployment")["spec"]["template"]["spec"]["containers"]
+    settings = {variable["name"]: variable.get("value") for variable in container["env"]}
+    assert settings["PROVISIONER_EDC_ENDPOINT_UNAUTHENTICATED"] == "true"

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from workflow_api.app import create_app
 from workflow_api.private_files import restrict_umask
+from workflow_api.server_limits import uvicorn_options
 from workflow_api.settings import Settings, describe_invalid_settings
 
 log = logging.getLogger("workflow_api")
@@ -28,6 +29,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         loop="asyncio",
         log_level="info",
         access_log=False,
+        **uvicorn_options(settings),
     )
 
 

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from data_sidecar.egress import Resolver, system_resolver
 from workflow_api.errors import install_error_handlers
 from workflow_api.routes import admin, jobs, landing, processes, quota, storage, uploads
+from workflow_api.server_limits import RequestBodyGuard
 from workflow_api.services import build_services
 from workflow_api.settings import Settings
 
@@ -40,7 +41,12 @@ def create_app(settings: Settings, resolver: Resolver = system_resolver) -> Fast
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.add_middleware(PublicPath, path=urlsplit(settings.base_url).path)
+    app.add_middleware(
+        RequestBodyGuard,
+        max_bytes=settings.max_request_body_bytes,
+        timeout=settings.request_body_timeout_seconds,
+    )
+    app.add_middleware(PublicPath, path=urlsplit(settings.base_url).path)  # the outer one
     install_error_handlers(app)
     for module in (landing, processes, jobs, uploads, quota, admin, storage):
         app.include_router(module.router)

@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from data_sidecar.egress import EgressPolicy, origin_of
+from workflow_api.server_limits import ServerLimits
 
 MiB = 1024**2
 GiB = 1024**3
@@ -55,7 +56,7 @@ class Toleration(BaseModel):
     toleration_seconds: int | None = Field(default=None, alias="tolerationSeconds")
 
 
-class Settings(BaseSettings):
+class Settings(ServerLimits):
     model_config = SettingsConfigDict(env_prefix="WORKFLOW_API_", extra="forbid")
 
     consumer_id: str = Field(min_length=1, description="the only `sub` this instance serves")

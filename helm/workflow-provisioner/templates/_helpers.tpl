@@ -41,6 +41,19 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- default (printf "%s-secrets" (include "provisioner.fullname" .)) .Values.secrets.existingSecret }}
 {{- end }}
 
+{{/* The EDC endpoint secret: the given one, else the one the release's Secret already holds
+(kept across upgrades), else a new random one. */}}
+{{- define "provisioner.endpointSecret" -}}
+{{- if .Values.secrets.edcEndpointSecret }}
+{{- .Values.secrets.edcEndpointSecret }}
+{{- else }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "provisioner.secretName" .) }}
+{{- $kept := "" }}
+{{- if $existing }}{{ $kept = index ($existing.data | default dict) "edc-endpoint-secret" | default "" }}{{ end }}
+{{- if $kept }}{{ $kept | b64dec }}{{ else }}{{ randAlphaNum 48 }}{{ end }}
+{{- end }}
+{{- end }}
+
 {{- define "provisioner.assetsConfigMap" -}}
 {{- default (printf "%s-assets" (include "provisioner.fullname" .)) .Values.assets.existingConfigMap }}
 {{- end }}

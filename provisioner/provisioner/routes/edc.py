@@ -2,12 +2,13 @@
 
 Legacy: provision → any 2xx; deprovision → exactly 200 (201/202/204 count as fatal in EDC).
 Refusals are 4xx (fatal for EDC); 503 when EDC's Management API could not be asked (EDC retries).
+The answers never name the grant: a caller learns only that the request was taken.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
@@ -47,7 +48,7 @@ def legacy_provisioning(
             lambda: intake.deprovision(Flavour.LEGACY, body.transferProcessId),
         )
         return JSONResponse({"status": "deprovisioning"}, status_code=200)
-    grant = _counted(
+    _counted(
         metrics,
         Flavour.LEGACY,
         "provision",
@@ -59,7 +60,7 @@ def legacy_provisioning(
             resource_definition_id=body.resourceDefinitionId,
         ),
     )
-    return JSONResponse({"status": "provisioning", "grant": grant.id}, status_code=200)
+    return JSONResponse({"status": "provisioning"}, status_code=200)
 
 
 @router.post("/dataplane/provision")
@@ -70,7 +71,6 @@ def dataplane_provisioning(
     asset: Annotated[CleanText | None, Query(description="the asset named in the URL")] = None,
 ) -> JSONResponse:
     intake, metrics = services.intake, services.metrics
-    answer: dict[str, Any]
     if body.type == "deprovision":
         _counted(
             metrics,
@@ -78,19 +78,17 @@ def dataplane_provisioning(
             "deprovision",
             lambda: intake.deprovision(Flavour.DATAPLANE, body.flowId, body.provisionResourceId),
         )
-        answer = {"status": "deprovisioning"}
-    else:
-        grant = _counted(
-            metrics,
+        return JSONResponse({"status": "deprovisioning"}, status_code=200)
+    _counted(
+        metrics,
+        Flavour.DATAPLANE,
+        "provision",
+        lambda: intake.provision(
             Flavour.DATAPLANE,
-            "provision",
-            lambda: intake.provision(
-                Flavour.DATAPLANE,
-                transfer_process_id=body.flowId,
-                callback_address=body.callbackAddress,
-                asset_id=asset,
-                provision_resource_id=body.provisionResourceId,
-            ),
-        )
-        answer = {"status": "provisioning", "grant": grant.id}
-    return JSONResponse(answer, status_code=200)
+            transfer_process_id=body.flowId,
+            callback_address=body.callbackAddress,
+            asset_id=asset,
+            provision_resource_id=body.provisionResourceId,
+        ),
+    )
+    return JSONResponse({"status": "provisioning"}, status_code=200)

@@ -11,6 +11,7 @@ from workflow_api.db import Upload
 from workflow_api.deps import ConsumerDep, ServicesDep
 from workflow_api.ogc import iso_time
 from workflow_api.routes.paging import Limit, Offset, page_links
+from workflow_api.server_limits import STREAMED
 
 router = APIRouter(tags=["uploads"])
 
@@ -29,7 +30,7 @@ def upload_document(upload: Upload, base_url: str) -> dict[str, Any]:
     }
 
 
-@router.post("/uploads", status_code=201)
+@router.post("/uploads", status_code=201, max_body_size=STREAMED)  # its own limit and quota
 async def create_upload(
     request: Request,
     services: ServicesDep,
