@@ -30,6 +30,7 @@ def test_deprovision_after_our_expiry_still_gets_its_callback_retried_until_take
     grant = provisioner.wait_for_grant(process.id, {"revoked"}, timeout=30)
     assert grant["revokeReason"] == "the contract expired"
 
+    driver.terminate(process.id)  # EDC's policy monitor ends the transfer, then deprovisions
     world.fail_next_callbacks(2, status=503)  # EDC is busy: the callback must be retried
     assert driver.send_dataplane_deprovision(process.id).status == 200
     driver.wait_for_callback(process.id, "deprovision", timeout=30)
@@ -52,6 +53,7 @@ def test_a_second_deprovision_for_the_same_flow_is_answered_with_another_callbac
     flow = world.add_data_flow(process.id)
     driver.send_dataplane_provision(process.id)
     driver.wait_for_callback(process.id, "provision", timeout=30)
+    driver.terminate(process.id)
     assert driver.send_dataplane_deprovision(process.id).status == 200
     driver.wait_for_callback(process.id, "deprovision", timeout=30)
     provisioner.wait_for_grant(process.id, {"revoked"}, timeout=30)

@@ -34,7 +34,7 @@ def test_a_legacy_provision_with_such_an_id_is_a_400(
 def test_a_dataplane_provision_with_such_an_id_is_a_400(
     provisioner: RunningProvisioner, bad: bytes
 ) -> None:
-    endpoint = f"{provisioner.base_url}/edc/dataplane/provision"
+    endpoint = f"{provisioner.base_url}/edc/dataplane/provision?{provisioner.endpoint_query}"
     response = httpx.post(endpoint, content=DATAPLANE % bad, headers=JSON)
     assert response.status_code == 400, response.text
     assert "flowId" in response.json()["detail"]

@@ -44,6 +44,7 @@ def _provisioner(command: str, tmp_path: Path, **environment: str) -> subprocess
         "PROVISIONER_PUBLIC_URL": f"http://127.0.0.1:{number}",
         "PROVISIONER_ASSETS_DIR": str(DUMMY_ASSETS),
         "PROVISIONER_ADMIN_TOKEN": secrets.token_urlsafe(32),
+        "PROVISIONER_EDC_ENDPOINT_SECRET": secrets.token_urlsafe(32),
         **environment,
     }
     return subprocess.Popen(

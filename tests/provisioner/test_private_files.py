@@ -17,7 +17,7 @@ import pytest
 
 from tests.edc_standin.fixture import EdcStandIn
 from tests.provisioner.conftest import remove_leftover_deployments
-from tests.provisioner.harness import consumer_directories
+from tests.provisioner.harness import ENDPOINT_SECRET, consumer_directories
 from tests.provisioner.test_crash_recovery import EDC, ProvisionerProcess
 from tests.workflow_api.apis import execute, upload, wait_for_job
 from workflow_api.private_files import private_dir, private_file, workspace_dir
@@ -63,7 +63,7 @@ def test_databases_logs_uploads_and_stored_objects_are_private(
 ) -> None:
     process = edc_standin.world.new_transfer(asset_id="input-dummy", consumer_id="frank")
     edc_standin.driver.send_legacy_provision(
-        process.id, endpoint=f"{provisioner.base_url}/edc/provision"
+        process.id, endpoint=f"{provisioner.base_url}/edc/provision?secret={ENDPOINT_SECRET}"
     )
     callback = edc_standin.driver.wait_for_callback(process.id, "provision", timeout=60)
     secret = callback.body["contentDataAddress"]["properties"][f"{EDC}authCode"].removeprefix(

@@ -109,6 +109,7 @@ def test_settings_refuse_publishing_on_startup_without_a_management_api(tmp_path
         "data_dir": tmp_path,
         "assets_dir": DUMMY_ASSETS,
         "admin_token": "a" * 40,
+        "edc_endpoint_secret": "s" * 32,
     }
     with pytest.raises(ValidationError, match="PROVISIONER_EDC_MANAGEMENT_URL"):
         Settings(**base, edc_publish_on_startup=True)
