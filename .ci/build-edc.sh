@@ -67,7 +67,9 @@ if [ "${#stale[@]}" -gt 0 ]; then
   for version in "${stale[@]}"; do modules+="runtimes/$version,"; [ -d "$repo/edc-config/extensions/$version" ] && modules+="extensions/$version,"; done
   log "building ${stale[*]} (mvn -pl ${modules%,})"
   # The reactor builds each runtime before its extension module (which adds its jar to the lib).
-  mvn -B -q -f "$repo/edc-config/pom.xml" -pl "${modules%,}" package >&2
+  # Errors, warnings and Surefire's test counts only (the extensions' unit tests run here).
+  mvn -B -ntp -f "$repo/edc-config/pom.xml" -pl "${modules%,}" package \
+    | grep -E '^\[(ERROR|WARNING)\]|Tests run:|BUILD (SUCCESS|FAILURE)' >&2
   for version in "${stale[@]}"; do
     out="$CACHE/runtimes/$version"
     rm -rf "$out.tmp" && mkdir -p "$out.tmp"
