@@ -12,6 +12,9 @@ from tests.edc.e2e.dataspace import Dataspace
 from tests.edc.e2e.provisioner_process import ProvisionerProcess
 
 VERSIONS = ["0.18.0", "0.15.1"]
+# How often EDC's policy monitor checks running transfers: long enough that the provisioner's
+# own timer (every 0.2 s) ends an expired contract first, unless it is told to wait.
+MONITOR_SECONDS = 4
 
 
 def provisioner_environment(provider: Connector) -> dict[str, str]:
@@ -29,9 +32,9 @@ def provider_extra(version: str, provisioner: ProvisionerProcess) -> dict[str, s
     if version == "0.15.1":
         return {
             "provisioner.http.entries.workflow.endpoint": provisioner.legacy_endpoint,
-            "edc.policy.monitor.state-machine.iteration-wait-millis": "200",
+            "edc.policy.monitor.state-machine.iteration-wait-millis": str(MONITOR_SECONDS * 1000),
         }
-    return {"edc.policy.monitor.period": "PT2S"}
+    return {"edc.policy.monitor.period": f"PT{MONITOR_SECONDS}S"}
 
 
 @pytest.fixture(scope="session", params=VERSIONS)

@@ -230,6 +230,13 @@ class Dataspace:
             f"{connector.role} transfer {transfer_id} in {states}",
         )
 
+    def dataflow_state(self, flow: str) -> str:
+        """0.18.0: the provider data plane's DataFlow state (its legacy signaling API)."""
+        answer = httpx.get(self.provider.url("control", f"/control/v1/dataflows/{flow}/state"))
+        assert answer.status_code == 200, answer.text
+        document = answer.json()
+        return str(document.get("state") or document.get(f"{EDC}state") or document)
+
     def provider_transfer(self, transfer_id: str) -> str:
         """The provider's transfer process (= the data-plane flow id) of a consumer's transfer:
         its correlationId is the consumer's id (the agreement ids differ between the sides in
