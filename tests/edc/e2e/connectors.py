@@ -66,6 +66,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class PortTakenError(RuntimeError):
+    """EDC could not bind one of its ports."""
+
+
 @dataclass
 class Connector:
     version: str
@@ -78,6 +82,9 @@ class Connector:
     started_in: float = 0.0
 
     def __post_init__(self) -> None:
+        self._pick_ports()
+
+    def _pick_ports(self) -> None:
         contexts = CONTEXTS + (["signaling."] if self.version != "0.15.1" else [])
         if self.version == "0.15.1" and self.role == "provider":
             contexts.append("public.")
@@ -122,6 +129,17 @@ class Connector:
         return values | self.extra
 
     def start(self, timeout: float = 120.0) -> None:
+        """Free ports are picked before EDC binds them; another process may take one in between,
+        so a start that fails with "Address already in use" is tried again with new ports."""
+        for _ in range(2):
+            try:
+                self._start(timeout)
+                return
+            except PortTakenError:
+                self._pick_ports()
+        self._start(timeout)
+
+    def _start(self, timeout: float) -> None:
         lib = require_runtime(self.version)
         self.directory.mkdir(parents=True, exist_ok=True)
         source = EDC_CONFIG / "connectors" / f"{self.role}-{self.version}.properties"
@@ -130,7 +148,9 @@ class Connector:
         config.touch(mode=0o600)
         config.write_text(f"{source.read_text()}\n# test overrides\n{overrides}")
         begin = time.monotonic()
-        with self.log_file.open("ab") as log:
+        if self.log_file.exists():  # a start that lost a port keeps its log beside
+            self.log_file.rename(self.log_file.with_suffix(f".{time.monotonic_ns()}.log"))
+        with self.log_file.open("wb") as log:
             self.process = subprocess.Popen(
                 [*JAVA, f"-Dedc.fs.config={config}", "-cp", f"{lib}/*", MAIN_CLASS],
                 stdout=log,
@@ -143,6 +163,9 @@ class Connector:
     def _wait_ready(self, deadline: float) -> None:
         assert self.process is not None
         while time.monotonic() < deadline:
+            if "java.net.BindException: Address already in use" in self.tail(50000):
+                self.stop()
+                raise PortTakenError(self.tail())
             if self.process.poll() is not None:
                 raise RuntimeError(f"EDC {self.role} {self.version} exited: {self.tail()}")
             try:
