@@ -142,6 +142,7 @@ def test_cli_dry_run_changes_nothing_and_a_foreign_entity_is_an_error(
         data_dir=tmp_path / "data",
         assets_dir=_catalog_dir(tmp_path, "dummy", "input-dummy"),
         admin_token="a" * 40,
+        edc_endpoint_secret="s" * 32,
         edc_management_url=connector.management_url,
         edc_management_api_key=API_KEY,
         edc_flavour=_flavour(connector),

@@ -3,30 +3,14 @@ both orders; EDC's flow reaches its final state either way."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.edc.e2e.dataspace import Dataspace
 from tests.edc.e2e.lifecycle import assert_ended, run_echo, start_echo_transfer
 
 VALIDITY_SECONDS = 6
-# Provisioner side, fixed on another branch: a data-plane deprovision request for a grant our own
-# expiry timer already revoked gets no deprovision callback, so EDC 0.18.0's DataFlow stays in
-# DEPROVISIONING/DEPROVISION_REQUESTED (everything of ours is gone by then).
-AFTER_OWN_EXPIRY = pytest.mark.xfail(
-    strict=True, reason="0.18.0: no deprovision callback after the provisioner's own expiry"
-)
 
 
-def _known_failure(request: pytest.FixtureRequest, space: Dataspace) -> None:
-    if space.version == "0.18.0":
-        request.node.add_marker(AFTER_OWN_EXPIRY)
-
-
-def test_provisioner_timer_first_then_edc_policy_monitor(
-    dataspace: Dataspace, request: pytest.FixtureRequest
-) -> None:
+def test_provisioner_timer_first_then_edc_policy_monitor(dataspace: Dataspace) -> None:
     space = dataspace
-    _known_failure(request, space)
     space.offer("echo", "echo-short-a", validity=f"{VALIDITY_SECONDS}s")
     running = start_echo_transfer(space, "echo-short-a")
     run_echo(running.access)
@@ -38,13 +22,10 @@ def test_provisioner_timer_first_then_edc_policy_monitor(
     assert_ended(space, running)
 
 
-def test_edc_policy_monitor_first_then_provisioner_timer(
-    dataspace: Dataspace, request: pytest.FixtureRequest
-) -> None:
+def test_edc_policy_monitor_first_then_provisioner_timer(dataspace: Dataspace) -> None:
     """The provisioner is down when the contract ends: EDC's monitor terminates the transfer and
     keeps asking to deprovision; the provisioner comes back and converges."""
     space = dataspace
-    _known_failure(request, space)
     provisioner = space.provisioner
     space.offer("echo", "echo-short-b", validity=f"{VALIDITY_SECONDS}s")
     running = start_echo_transfer(space, "echo-short-b")
