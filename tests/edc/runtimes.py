@@ -32,11 +32,10 @@ def edc_runtime_lib(version: str) -> Path | None:
     candidates = []
     if root := os.environ.get("WORKFLOW_EDC_RUNTIMES"):
         candidates.append(Path(root) / version / "lib")
+    candidates.append(Path.home() / ".cache/workflow-middle-layer/edc/runtimes" / version / "lib")
     candidates.append(EDC_CONFIG / "runtimes" / version / "target" / "lib")
-    for lib in candidates:
-        if lib.is_dir() and any(lib.glob("*.jar")):
-            return lib
-    return None
+    # A runtime without this project's extensions cannot run the flows (edc-config/extensions).
+    return next((lib for lib in candidates if any(lib.glob("workflow-edc-extensions-*.jar"))), None)
 
 
 def free_port() -> int:
@@ -107,18 +106,35 @@ class EdcConnector:
         if lib is None:
             raise RuntimeError(f"EDC runtime {self.version} is not built")
         self.directory.mkdir(parents=True, exist_ok=True)
-        body, self.ports = connector_properties(self.version, self.role, self.overrides, self.ports)
-        config = self.directory / f"{self.role}-{self.version}.properties"
-        config.write_text(body)
-        config.chmod(0o600)
-        with self.log_file.open("wb") as log:
-            self.process = subprocess.Popen(
-                ["java", "-Xmx384m", f"-Dedc.fs.config={config}", "-cp", f"{lib}/*", MAIN_CLASS],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._wait_ready(timeout)
+        chosen = dict(self.ports)
+        for attempt in range(3):
+            body, self.ports = connector_properties(self.version, self.role, self.overrides, chosen)
+            config = self.directory / f"{self.role}-{self.version}.properties"
+            config.write_text(body)
+            config.chmod(0o600)
+            with self.log_file.open("wb") as log:
+                self.process = subprocess.Popen(
+                    [
+                        "java",
+                        "-Xmx384m",
+                        f"-Dedc.fs.config={config}",
+                        "-cp",
+                        f"{lib}/*",
+                        MAIN_CLASS,
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            try:
+                self._wait_ready(timeout)
+                return
+            except RuntimeError:
+                # A free port picked here may be taken by another process before the JVM binds
+                # it; new ports then, unless the caller chose them (a restart keeps its URLs).
+                lost_a_port = "Address already in use" in self.log_file.read_text()
+                if chosen or not lost_a_port or attempt == 2:
+                    raise
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import pytest
 import yaml
 
 from provisioner.settings import Settings as ProvisionerSettings
+from tests.edc.runtimes import require_edc_runtime
 from tests.shipping.containers import ContainerOnHost, in_private_network, private_network_reason
 from tests.shipping.dockerfiles import DOCKERFILES, REPOSITORY, parse
 
@@ -362,8 +362,6 @@ def test_edc_variables_override_properties_of_the_mounted_file(name: str) -> Non
 
 # --- a real connector with a compose service's environment --------------------------------------
 
-EDC_LIBRARIES = REPOSITORY / "edc-config" / "runtimes" / "0.18.0" / "target" / "lib"
-
 
 @pytest.mark.slow
 def test_provider_starts_with_its_compose_environment_and_is_healthy(tmp_path: Path) -> None:
@@ -372,14 +370,11 @@ def test_provider_starts_with_its_compose_environment_and_is_healthy(tmp_path: P
     name = "provider"
     if private_network_reason() is not None:
         pytest.skip(f"needs a private network namespace: {private_network_reason()}")
-    if shutil.which("java") is None or not EDC_LIBRARIES.is_dir():
-        pytest.skip(
-            f"needs java and the EDC 0.18.0 runtime in {EDC_LIBRARIES} (edc-config/README.md)"
-        )
+    edc_libraries = require_edc_runtime("0.18.0")  # CI builds it: .ci/build-edc.sh
     all_services = services()
     service = all_services[name]
     assert service["build"]["args"]["EDC_VERSION"] == "0.18.0"
-    mounts = {"/opt/edc/lib": EDC_LIBRARIES, **bind_mounts(service)}
+    mounts = {"/opt/edc/lib": edc_libraries, **bind_mounts(service)}
     container = ContainerOnHost(parse(DOCKERFILES["edc"]), tmp_path, mounts=mounts)
     environment = container.environment(environment_of(service))
     known = connector_properties(name)

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.edc.e2e.connectors import Connector, require_runtime
+from tests.edc.e2e.connectors import Connector
 from tests.edc.e2e.dataspace import Dataspace
 from tests.edc.e2e.provisioner_process import ProvisionerProcess
+from tests.edc.runtimes import require_edc_runtime
 
 VERSIONS = ["0.18.0", "0.15.1"]
 # How often EDC's policy monitor checks running transfers: long enough that the provisioner's
@@ -42,7 +43,7 @@ def dataspace(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Dataspace]:
     version: str = request.param
-    require_runtime(version)
+    require_edc_runtime(version)
     root = tmp_path_factory.mktemp(f"edc-{version}")
     provisioner = ProvisionerProcess(root / "provisioner", {})
     provider = Connector(version, "provider", root / "provider")

@@ -8,9 +8,7 @@ a fresh connector. The log stays in the connector's directory (pytest keeps it o
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
+
+from tests.edc.runtimes import require_edc_runtime
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 EDC_CONFIG = REPOSITORY / "edc-config"
@@ -37,27 +36,6 @@ FAST_NEGOTIATION = {"0.15.1": ["negotiation.consumer", "negotiation.provider"]}
 def fast_state_machines(version: str) -> dict[str, str]:
     machines = FAST_MACHINES + FAST_NEGOTIATION.get(version, ["negotiation"])
     return {f"edc.{name}.state-machine.iteration-wait-millis": "50" for name in machines}
-
-
-def runtime_lib(version: str) -> Path | None:
-    """`$WORKFLOW_EDC_RUNTIMES/<version>/lib` (CI), else Maven's `runtimes/<version>/target/lib`."""
-    candidates = []
-    if root := os.environ.get("WORKFLOW_EDC_RUNTIMES"):
-        candidates.append(Path(root) / version / "lib")
-    candidates.append(Path.home() / ".cache/workflow-middle-layer/edc/runtimes" / version / "lib")
-    candidates.append(EDC_CONFIG / "runtimes" / version / "target" / "lib")
-    return next((lib for lib in candidates if any(lib.glob("workflow-edc-extensions-*.jar"))), None)
-
-
-def require_runtime(version: str) -> Path:
-    """The runtime's jars; skips without them, fails with `WORKFLOW_TESTS_REQUIRE_EDC=1` (CI)."""
-    lib = runtime_lib(version)
-    if lib is None or shutil.which("java") is None:
-        message = f"EDC runtime {version} not built (bash .ci/build-edc.sh) or no java"
-        if os.environ.get("WORKFLOW_TESTS_REQUIRE_EDC") == "1":
-            pytest.fail(f"WORKFLOW_TESTS_REQUIRE_EDC=1 but {message}")
-        pytest.skip(message)
-    return lib
 
 
 def free_port() -> int:
@@ -140,7 +118,7 @@ class Connector:
         self._start(timeout)
 
     def _start(self, timeout: float) -> None:
-        lib = require_runtime(self.version)
+        lib = require_edc_runtime(self.version)
         self.directory.mkdir(parents=True, exist_ok=True)
         source = EDC_CONFIG / "connectors" / f"{self.role}-{self.version}.properties"
         overrides = "".join(f"{key}={value}\n" for key, value in self.properties().items())
