@@ -70,11 +70,19 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, EdcUnavailableError)
 
 
+def management_http_client(
+    base_url: str, *, api_key: str | None, timeout_seconds: float
+) -> httpx.Client:
+    """The one HTTP client to a Management API: its base URL, `x-api-key` when the context wants
+    one, a timeout on every call (the verification reads and publishing both use it)."""
+    headers = {"x-api-key": api_key} if api_key else {}
+    return httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_seconds)
+
+
 class ManagementClient:
     def __init__(self, base_url: str, *, api_key: str | None, timeout_seconds: float) -> None:
-        headers = {"x-api-key": api_key} if api_key else {}
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_seconds
+        self._client = management_http_client(
+            base_url, api_key=api_key, timeout_seconds=timeout_seconds
         )
 
     def close(self) -> None:

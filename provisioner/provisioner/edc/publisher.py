@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from provisioner.edc.management import management_http_client
 from provisioner.edc.offering import (
     COLLECTIONS,
     CONTEXT,
@@ -70,9 +71,8 @@ class OfferingClient:
     """The Management API calls publishing needs; `x-api-key` when the context wants one."""
 
     def __init__(self, base_url: str, *, api_key: str | None, timeout_seconds: float) -> None:
-        headers = {"x-api-key": api_key} if api_key else {}
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_seconds
+        self._client = management_http_client(
+            base_url, api_key=api_key, timeout_seconds=timeout_seconds
         )
 
     def close(self) -> None:
