@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -94,15 +95,7 @@ class WorkerLauncher:
         """Raises OSError when the worker cannot be started (nothing of it is left then)."""
         assert asset.local is not None
         if self._policy is None:
-            process = await asyncio.create_subprocess_exec(
-                *asset.local.command,
-                cwd=workspace,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
+            process = await _spawn(asset.local.command, workspace, env, log_file)
             return Worker(process, note="unconfined: WORKFLOW_API_SANDBOX=none")
         return await self._start_confined(job_id, asset, workspace, env, log_file)
 
@@ -128,15 +121,8 @@ class WorkerLauncher:
             block_fd=block_read,
         )
         try:
-            process = await asyncio.create_subprocess_exec(
-                *command,
-                cwd=workspace,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-                pass_fds=(info_write, block_read),
+            process = await _spawn(
+                command, workspace, env, log_file, pass_fds=(info_write, block_read)
             )
         except OSError:
             for descriptor in (info_read, info_write, block_read, block_write):
@@ -181,3 +167,23 @@ class WorkerLauncher:
 def _signal_group(group: int, signal_number: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signal_number)
+
+
+async def _spawn(
+    command: Sequence[str],
+    workspace: Path,
+    env: dict[str, str],
+    log_file: IO[bytes],
+    pass_fds: tuple[int, ...] = (),
+) -> asyncio.subprocess.Process:
+    """The worker's process (or its sandbox) in a session of its own, output to the job's log."""
+    return await asyncio.create_subprocess_exec(
+        *command,
+        cwd=workspace,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+        pass_fds=pass_fds,
+    )
