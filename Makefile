@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PACKAGES := contracts data-sidecar dummy-job workflow-api provisioner
+PACKAGES := contracts common testkit data-sidecar dummy-job workflow-api provisioner
 
 .PHONY: run test lint typecheck install
 run: install
@@ -16,7 +16,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy contracts/workflow_contracts workflow-api/workflow_api data-sidecar/data_sidecar dummy-job/dummy_job provisioner/provisioner
+	$(BIN)/mypy contracts/workflow_contracts common/workflow_common workflow-api/workflow_api data-sidecar/data_sidecar dummy-job/dummy_job provisioner/provisioner
 
 install: $(VENV)/.installed
 
