@@ -18,7 +18,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from provisioner.db import Consumer, Flavour, Grant, GrantState, as_utc, utcnow
+from provisioner.db import Consumer, Flavour, Grant, GrantState
+from workflow_common.clock import as_utc, utcnow
 from provisioner.edc.expiry import PolicyError, agreement_end
 from provisioner.edc.management import (
     EdcUnavailableError,

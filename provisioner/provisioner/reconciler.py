@@ -26,7 +26,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from provisioner.db import Consumer, ConsumerState, Flavour, Grant, GrantState, as_utc, utcnow
+from provisioner.db import Consumer, ConsumerState, Flavour, Grant, GrantState
+from workflow_common.clock import as_utc, utcnow
 from provisioner.deployers.base import ConsumerSpec, Deployer, admin_endpoint
 from provisioner.edc.callbacks import (
     CallbackClient,

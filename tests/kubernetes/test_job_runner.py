@@ -49,7 +49,7 @@ from tests.workflow_api.apis import (
 )
 from workflow_api.app import create_app
 from workflow_api.execution.kubernetes_objects import job_name, job_selector
-from workflow_api.signing_keys import SigningKey
+from provisioner.signing_keys import SigningKey
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from provisioner.db import Flavour, Grant, GrantState, utcnow
+from provisioner.db import Flavour, Grant, GrantState
+from workflow_common.clock import utcnow
 from provisioner.deployers.base import ConsumerSpec, Deployer, DeploymentStatus
 from provisioner.intake import request_key
 from provisioner.services import Parts

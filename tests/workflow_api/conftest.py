@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.workflow_api.apis import RunningApi, start_api
-from workflow_api.signing_keys import SigningKey
+from provisioner.signing_keys import SigningKey
 
 ALL_DUMMY_ASSETS = ("dummy", "input-dummy", "echo", "noop")
 

@@ -19,7 +19,7 @@ from tests.workflow_api.apis import (
     wait_for_job,
 )
 from workflow_api.app import create_app
-from workflow_api.signing_keys import SigningKey
+from provisioner.signing_keys import SigningKey
 
 PREFIX = "/consumers/alice-1234"
 

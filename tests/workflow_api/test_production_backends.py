@@ -13,7 +13,7 @@ from minio import Minio
 
 from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 from tests.workflow_api.apis import RunningApi, execute, start_api, upload, wait_for_job
-from workflow_api.signing_keys import SigningKey
+from provisioner.signing_keys import SigningKey
 
 
 def _zip(files: dict[str, bytes]) -> bytes:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.workflow_api.apis import RunningApi, execute, upload, wait_for_job
-from workflow_api.signing_keys import SigningKey
+from provisioner.signing_keys import SigningKey
 from workflow_contracts.tokens import ADMIN_SCOPE
 
 PROTECTED = [

@@ -20,10 +20,10 @@ from workflow_api.execution.local import LocalJobRunner
 from workflow_api.execution.manager import JobManager
 from workflow_api.execution.notifications import Notifier
 from workflow_api.execution.runner import JobRunner
-from workflow_api.execution.sandbox import BubblewrapPolicy
+from workflow_common.sandbox import BubblewrapPolicy
 from workflow_api.execution.workers import WorkerLauncher
 from workflow_api.inputs import FileSource, InputResolver
-from workflow_api.private_files import private_dir
+from workflow_common.private_files import private_dir
 from workflow_api.quota import QuotaLedger
 from workflow_api.settings import Settings
 from workflow_api.storage import base as keys

@@ -49,7 +49,7 @@ from workflow_api.execution.kubernetes_objects import (
     make_manifest_secret,
 )
 from workflow_api.execution.runner import JobRun, Outcome
-from workflow_api.processes import ProcessIdentity
+from workflow_common.proc_identity import ProcessIdentity
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore
 from workflow_contracts.asset import WorkflowAsset

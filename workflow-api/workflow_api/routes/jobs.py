@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from workflow_api.db import Job, JobStatus, as_utc, utcnow
+from workflow_api.db import Job, JobStatus
+from workflow_common.clock import as_utc, utcnow
 from workflow_api.deps import ConsumerDep, ServicesDep
 from workflow_api.errors import (
     BadRequestError,

@@ -34,7 +34,8 @@ def _filesystem_store(settings: Settings) -> ObjectStore:
 def _s3_store(settings: Settings) -> ObjectStore:
     # Imported here: the minio client costs half a second of start-up that filesystem storage
     # (and every consumer's workflow-api on the local deployer) does not need.
-    from workflow_api.storage.s3 import S3Store, make_s3_client  # noqa: PLC0415
+    from workflow_api.storage.s3 import S3Store  # noqa: PLC0415
+    from workflow_common.s3 import make_s3_client  # noqa: PLC0415
 
     # Settings guarantees these are set when storage is "s3".
     assert settings.s3_endpoint is not None
