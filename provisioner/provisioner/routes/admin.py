@@ -11,9 +11,9 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from provisioner.db import Consumer, Grant, GrantState
-from workflow_common.clock import utcnow
 from provisioner.deps import AdminDep, ServicesDep
 from provisioner.errors import NotFoundError
+from workflow_common.clock import utcnow
 from workflow_contracts.text import CleanText
 
 router = APIRouter(prefix="/admin", tags=["admin"])

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import IO
 
 from workflow_api.execution.limits import JobCgroups, Limits, apply_rlimits
-from workflow_common.sandbox import BubblewrapPolicy, read_info
 from workflow_common.proc_identity import group_members
+from workflow_common.sandbox import BubblewrapPolicy, read_info
 from workflow_contracts.asset import LocalNetwork, WorkflowAsset
 
 
