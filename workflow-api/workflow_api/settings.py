@@ -82,7 +82,7 @@ class Settings(ServerLimits):
     progress_poll_seconds: float = Field(default=0.5, gt=0)
     dismiss_grace_seconds: float = Field(default=5.0, ge=0)
 
-    # the local runner's sandbox (execution/sandbox.py)
+    # the local runner's sandbox (workflow_common/sandbox.py)
     sandbox: Literal["bubblewrap", "none"] = Field(
         default="bubblewrap", description="none runs the provider's workers unconfined"
     )

@@ -1,4 +1,4 @@
-"""Starting and stopping one local worker process, confined (`sandbox.py`) or not.
+"""Starting and stopping one local worker process, confined (`workflow_common.sandbox`) or not.
 
 A worker is known to the runner by its outermost process (bwrap, or the command itself when
 unconfined), which leads a process group of its own: that is the identity the job records,
