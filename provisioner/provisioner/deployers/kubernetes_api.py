@@ -86,8 +86,11 @@ def applied_hash(body: dict[str, Any]) -> str:
 class KubernetesApi(KubernetesClient):
     """The one client, plus reads, deletes and `ensure` by kind (`KINDS`)."""
 
+    def _method(self, kind: Kind, action: str) -> Any:
+        return getattr(self.api(kind.api), kind.method(action))
+
     def _do(self, kind: Kind, action: str, *args: Any, **kwargs: Any) -> Any:
-        return self.call(getattr(self.api(kind.api), kind.method(action)), *args, **kwargs)
+        return self.call(self._method(kind, action), *args, **kwargs)
 
     @staticmethod
     def _where(kind: Kind, name: str, namespace: str | None) -> tuple[str, ...]:
@@ -96,22 +99,17 @@ class KubernetesApi(KubernetesClient):
     def read(self, kind_name: str, name: str, namespace: str | None = None) -> Any | None:
         """The live object, None when there is none."""
         kind = KINDS[kind_name]
-        try:
-            return self._do(kind, "read", *self._where(kind, name, namespace))
-        except KubernetesApiError as error:
-            if error.status == 404:
-                return None
-            raise
+        return self.absent_if_missing(
+            self._method(kind, "read"), *self._where(kind, name, namespace)
+        )
 
     def delete(self, kind_name: str, name: str, namespace: str | None = None) -> None:
         """Delete it (dependents in the background); done if it is already gone."""
         kind = KINDS[kind_name]
-        try:
-            where = self._where(kind, name, namespace)
-            self._do(kind, "delete", *where, propagation_policy="Background")
-        except KubernetesApiError as error:
-            if error.status != 404:
-                raise
+        where = self._where(kind, name, namespace)
+        self.absent_if_missing(
+            self._method(kind, "delete"), *where, propagation_policy="Background"
+        )
 
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Any]:
         core = self.api(_CORE)
