@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
+from provisioner.signing_keys import SigningKey
 from workflow_api.settings import Settings
-from workflow_api.signing_keys import SigningKey
 from workflow_contracts.tokens import ADMIN_SCOPE
 
 REPOSITORY = Path(__file__).resolve().parents[1]

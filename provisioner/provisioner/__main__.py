@@ -18,10 +18,10 @@ from provisioner.deployers.local_sandbox import LocalSandbox
 from provisioner.edc.publisher import PublishError, publish
 from provisioner.services import offer_target, offering_client
 from provisioner.settings import Settings
-from workflow_api.execution.sandbox import SandboxUnavailable
-from workflow_api.private_files import private_dir, restrict_umask
-from workflow_api.server_limits import uvicorn_options
-from workflow_api.settings import describe_invalid_settings
+from workflow_common.private_files import private_dir, restrict_umask
+from workflow_common.sandbox import SandboxUnavailable
+from workflow_common.server_limits import uvicorn_options
+from workflow_common.settings import describe_invalid_settings
 from workflow_contracts.asset import AssetFileError, load_catalog
 
 log = logging.getLogger("provisioner")

@@ -11,7 +11,7 @@ from provisioner.errors import install_error_handlers
 from provisioner.routes import admin, consumers, edc, health
 from provisioner.services import Parts, build_services
 from provisioner.settings import Settings
-from workflow_api.server_limits import RequestBodyGuard
+from workflow_common.server_limits import RequestBodyGuard
 
 
 def create_app(settings: Settings, parts: Parts | None = None) -> FastAPI:

@@ -13,6 +13,8 @@ import hmac
 import os
 from pathlib import Path
 
+from workflow_common.private_files import write_secret_file
+
 
 class CredentialSecrets:
     def __init__(self, key: bytes) -> None:
@@ -22,11 +24,10 @@ class CredentialSecrets:
 
     @classmethod
     def load_or_create(cls, path: Path) -> CredentialSecrets:
+        """The key at `path`; a new random one first if there is none (concurrent starts agree)."""
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(os.urandom(32))
+            write_secret_file(path, os.urandom(32), if_absent=True)
         return cls(path.read_bytes())
 
     def _mac(self, grant_id: str) -> str:

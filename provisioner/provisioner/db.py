@@ -17,12 +17,11 @@ from typing import Any
 
 from sqlalchemy import JSON, Column
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from workflow_api.db import as_utc, timestamp_field, utcnow
-from workflow_api.db import make_engine as make_service_engine
-
-__all__ = ["Consumer", "ConsumerState", "Flavour", "Grant", "GrantState", "as_utc", "utcnow"]
+from workflow_common.database import make_engine as make_database_engine
+from workflow_common.database import timestamp_field
 
 
 class Flavour(StrEnum):
@@ -50,7 +49,11 @@ class ConsumerState(StrEnum):
     REMOVED = "removed"
 
 
-class Consumer(SQLModel, table=True):
+class ProvisionerTable(SQLModel, registry=registry()):
+    """The base of this service's tables: `ProvisionerTable.metadata` holds exactly them."""
+
+
+class Consumer(ProvisionerTable, table=True):
     __tablename__ = "provisioner_consumers"
 
     id: str = Field(primary_key=True)
@@ -66,7 +69,7 @@ class Consumer(SQLModel, table=True):
     updated: datetime = timestamp_field()
 
 
-class Grant(SQLModel, table=True):
+class Grant(ProvisionerTable, table=True):
     __tablename__ = "provisioner_grants"
 
     id: str = Field(primary_key=True)
@@ -97,4 +100,5 @@ class Grant(SQLModel, table=True):
 
 
 def make_engine(url: str) -> Engine:
-    return make_service_engine(url, tables=[Consumer, Grant])
+    """An engine with this service's tables created."""
+    return make_database_engine(url, ProvisionerTable.metadata)

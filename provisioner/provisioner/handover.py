@@ -9,10 +9,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from provisioner.credentials import CredentialSecrets
-from provisioner.db import Consumer, ConsumerState, Flavour, Grant, GrantState, as_utc
+from provisioner.db import Consumer, ConsumerState, Flavour, Grant, GrantState
 from provisioner.edc import wire
 from provisioner.errors import NotFoundError
 from provisioner.tokens import TokenService, workflow_api_audience
+from workflow_common.clock import as_utc
 
 LIVE = [GrantState.PROVISIONING, GrantState.ACTIVE]
 

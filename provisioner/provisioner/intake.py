@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from provisioner.db import Consumer, Flavour, Grant, GrantState, as_utc, utcnow
+from provisioner.db import Consumer, Flavour, Grant, GrantState
 from provisioner.edc.expiry import PolicyError, agreement_end
 from provisioner.edc.management import (
     EdcUnavailableError,
@@ -28,6 +28,7 @@ from provisioner.edc.management import (
 from provisioner.errors import ConflictError, RefusedError, RetryLaterError
 from provisioner.metrics import Metrics
 from provisioner.slugs import consumer_slug
+from workflow_common.clock import as_utc, utcnow
 from workflow_contracts.asset import WorkflowAsset
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from provisioner.db import Consumer, ConsumerState, Flavour, Grant, GrantState, as_utc, utcnow
+from provisioner.db import Consumer, ConsumerState, Flavour, Grant, GrantState
 from provisioner.deployers.base import ConsumerSpec, Deployer, admin_endpoint
 from provisioner.edc.callbacks import (
     CallbackClient,
@@ -41,6 +41,7 @@ from provisioner.metrics import Metrics
 from provisioner.slugs import consumer_slug
 from provisioner.tokens import workflow_api_audience
 from provisioner.workflow_apis import WorkflowApiClient, WorkflowApiError
+from workflow_common.clock import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,7 @@ from minio.error import MinioAdminException, MinioException
 from provisioner.consumer_storage import ConsumerStorageError
 from provisioner.deployers.base import ConsumerSpec
 from provisioner.slugs import prefixed_label
-from workflow_api.storage.s3 import (
-    CONNECT_TIMEOUT_SECONDS,
-    READ_TIMEOUT_SECONDS,
-    make_s3_client,
-)
+from workflow_common.s3 import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, make_s3_client
 
 log = logging.getLogger(__name__)
 

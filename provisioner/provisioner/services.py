@@ -25,11 +25,11 @@ from provisioner.intake import Intake
 from provisioner.metrics import Metrics
 from provisioner.reconciler import Reconciler
 from provisioner.settings import Settings
+from provisioner.signing_keys import SigningKey
 from provisioner.slugs import consumer_slug
 from provisioner.tokens import TokenService
 from provisioner.workflow_apis import WorkflowApiClient
-from workflow_api.private_files import private_dir
-from workflow_api.signing_keys import SigningKey
+from workflow_common.private_files import private_dir
 from workflow_contracts.asset import WorkflowAsset, load_catalog
 
 log = logging.getLogger(__name__)

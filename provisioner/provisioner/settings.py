@@ -10,8 +10,8 @@ from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_valida
 from pydantic_settings import SettingsConfigDict
 
 from provisioner.slugs import prefixed_label
-from workflow_api.server_limits import ServerLimits
-from workflow_api.settings import require_s3_settings
+from workflow_common.server_limits import ServerLimits
+from workflow_common.settings import require_s3_settings
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "admin"}
 

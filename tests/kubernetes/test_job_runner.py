@@ -36,6 +36,7 @@ from provisioner.deployers.kubernetes_objects import (
     make_service_account,
 )
 from provisioner.deployers.kubernetes_rbac import make_runner_cluster_role
+from provisioner.signing_keys import SigningKey
 from tests.kubernetes.cluster import ClusterHandle
 from tests.kubernetes.fake_kubelet import NODE_LABEL, TAINT_KEY, FakeKubelet, fake_kubelet
 from tests.kubernetes.stage import kubeconfig_for_token, service_account_token, wait_for
@@ -49,7 +50,6 @@ from tests.workflow_api.apis import (
 )
 from workflow_api.app import create_app
 from workflow_api.execution.kubernetes_objects import job_name, job_selector
-from workflow_api.signing_keys import SigningKey
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from tests.provisioner.harness import RunningProvisioner, eventually, provisioner_settings
 from tests.workflow_api.apis import execute, wait_for_job
-from workflow_api.settings import describe_invalid_settings
+from workflow_common.settings import describe_invalid_settings
 
 
 def _hand_grant(

@@ -26,7 +26,8 @@ from tests.fixtures.minio import MinioServer
 from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 from tests.provisioner.harness import RunningProvisioner, eventually
 from tests.workflow_api.apis import upload
-from workflow_api.storage.s3 import S3Store, make_s3_client
+from workflow_api.storage.s3 import S3Store
+from workflow_common.s3 import make_s3_client
 
 
 def consumer(name: str) -> ConsumerSpec:

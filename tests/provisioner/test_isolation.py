@@ -12,12 +12,13 @@ from typing import Any
 
 from sqlmodel import Session
 
-from provisioner.db import Flavour, Grant, GrantState, utcnow
+from provisioner.db import Flavour, Grant, GrantState
 from provisioner.deployers.base import ConsumerSpec, Deployer, DeploymentStatus
 from provisioner.intake import request_key
 from provisioner.services import Parts
 from provisioner.slugs import consumer_slug
 from tests.provisioner.harness import RunningProvisioner, eventually
+from workflow_common.clock import utcnow
 
 
 class Sabotaged:

@@ -16,12 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from provisioner.deployers.base import ConsumerSpec
-from provisioner.deployers.kubernetes_api import (
-    CONNECT_TIMEOUT_SECONDS,
-    KINDS,
-    KubernetesApi,
-    KubernetesApiError,
-)
+from provisioner.deployers.kubernetes_api import KINDS, KubernetesApi
 from provisioner.deployers.kubernetes_config import KubernetesDeployerConfig
 from provisioner.deployers.kubernetes_rbac import (
     cluster_roles,
@@ -37,6 +32,7 @@ from provisioner.services import workflow_api_environment
 from provisioner.settings import Settings
 from tests.workflow_api.apis import DUMMY_ASSETS
 from workflow_api.settings import Settings as WorkflowApiSettings
+from workflow_common.kubernetes import CONNECT_TIMEOUT_SECONDS, KubernetesApiError
 
 SPEC = ConsumerSpec("alice", "alice-1a2b3c4d", "workflow-api/alice-1a2b3c4d")
 

@@ -23,10 +23,10 @@ from provisioner.deployers.local import (
     consumer_environment,
 )
 from provisioner.deployers.local_sandbox import WORKER_UID_FILE, LocalSandbox
+from provisioner.signing_keys import SigningKey
 from tests.fixtures.sandbox import require_sandbox, sandbox_settings
 from tests.workflow_api.apis import execute, wait_for_job
 from tests.workflow_api.test_execution import _tree
-from workflow_api.signing_keys import SigningKey
 from workflow_contracts.tokens import ADMIN_SCOPE, CONSUMER_SCOPE
 
 REPOSITORY = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from tests.provisioner.conftest import remove_leftover_deployments
 from tests.provisioner.harness import ENDPOINT_SECRET, consumer_directories
 from tests.provisioner.test_crash_recovery import EDC, ProvisionerProcess
 from tests.workflow_api.apis import execute, upload, wait_for_job
-from workflow_api.private_files import private_dir, private_file, workspace_dir
+from workflow_common.private_files import private_dir, private_file, workspace_dir
 
 # Written by this test, not by the services: the provisioner's stdout and stderr.
 TEST_FILES = {"provisioner.log"}

@@ -1,5 +1,5 @@
 """`provisioner serve` as a real process on loopback against oversized bodies, slow clients and
-too many connections (workflow_api/server_limits.py; the workflow-api shares it)."""
+too many connections (workflow_common/server_limits.py; the workflow-api shares it)."""
 
 from __future__ import annotations
 

@@ -22,10 +22,10 @@ import pytest
 import yaml
 
 from provisioner.settings import Settings as ProvisionerSettings
+from provisioner.signing_keys import SigningKey
 from tests.shipping.containers import ContainerOnHost, in_private_network, private_network_reason
 from tests.shipping.dockerfiles import DOCKERFILES, REPOSITORY, parse
 from workflow_api.settings import Settings as WorkflowApiSettings
-from workflow_api.signing_keys import SigningKey
 from workflow_contracts.tokens import CONSUMER_SCOPE
 
 WALKTHROUGH = Path(__file__).with_name("walkthrough.py")

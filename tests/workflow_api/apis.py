@@ -14,11 +14,11 @@ import httpx
 import uvicorn
 
 from data_sidecar.egress import Resolver, system_resolver
+from provisioner.signing_keys import SigningKey
 from tests.fixtures.sandbox import sandbox_settings
 from workflow_api.app import create_app
 from workflow_api.services import Services
 from workflow_api.settings import Settings
-from workflow_api.signing_keys import SigningKey
 from workflow_contracts.tokens import ADMIN_SCOPE, CONSUMER_SCOPE
 
 REPOSITORY = Path(__file__).resolve().parents[2]

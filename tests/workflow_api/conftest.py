@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from provisioner.signing_keys import SigningKey
 from tests.workflow_api.apis import RunningApi, start_api
-from workflow_api.signing_keys import SigningKey
 
 ALL_DUMMY_ASSETS = ("dummy", "input-dummy", "echo", "noop")
 

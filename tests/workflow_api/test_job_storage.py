@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
-from workflow_api.db import Job, JobStatus, make_engine, utcnow
+from workflow_api.db import Job, JobStatus, make_engine
 from workflow_api.execution.job_storage import JobStorage
 from workflow_api.quota import QuotaExceededError, QuotaLedger
 from workflow_api.storage import base as keys
 from workflow_api.storage.filesystem import FilesystemStore
+from workflow_common.clock import utcnow
 from workflow_contracts.asset import WorkflowAsset
 
 MiB = 1024**2

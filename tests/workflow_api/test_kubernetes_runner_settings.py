@@ -103,13 +103,13 @@ def test_the_runner_is_built_from_a_kubeconfig_without_touching_the_cluster(
 def test_without_a_namespace_outside_a_pod_the_runner_says_what_is_missing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from workflow_api.execution.kubernetes_api import default_namespace  # noqa: PLC0415
+    from workflow_common.kubernetes import default_namespace  # noqa: PLC0415
 
     monkeypatch.setattr(
-        "workflow_api.execution.kubernetes_api.SERVICE_ACCOUNT_NAMESPACE", tmp_path / "nothing"
+        "workflow_common.kubernetes.SERVICE_ACCOUNT_NAMESPACE", tmp_path / "nothing"
     )
     with pytest.raises(ValueError, match="WORKFLOW_API_KUBERNETES_NAMESPACE is not set"):
-        default_namespace()
+        default_namespace("WORKFLOW_API_KUBERNETES_NAMESPACE")
 
 
 def test_the_kubernetes_client_is_imported_only_by_the_kubernetes_runner() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from provisioner.signing_keys import SigningKey
 from tests.workflow_api.apis import (
     RunningApi,
     ThreadedServer,
@@ -19,7 +20,6 @@ from tests.workflow_api.apis import (
     wait_for_job,
 )
 from workflow_api.app import create_app
-from workflow_api.signing_keys import SigningKey
 
 PREFIX = "/consumers/alice-1234"
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from data_sidecar import run_push_out
+from provisioner.signing_keys import SigningKey
 from tests.workflow_api.apis import RunningApi, execute, start_api, upload, wait_for_job
-from workflow_api.signing_keys import SigningKey
 from workflow_api.storage import base as keys
 from workflow_contracts.manifest import JobManifest, OutputTarget
 

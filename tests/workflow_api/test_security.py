@@ -10,8 +10,8 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from provisioner.signing_keys import SigningKey
 from tests.workflow_api.apis import RunningApi, execute, upload, wait_for_job
-from workflow_api.signing_keys import SigningKey
 from workflow_contracts.tokens import ADMIN_SCOPE
 
 PROTECTED = [

@@ -1,4 +1,4 @@
-"""The workflow-api's request limits (workflow_api/server_limits.py) over real HTTP: JSON bodies
+"""The workflow-api's request limits (workflow_common/server_limits.py) over real HTTP: JSON bodies
 are bounded, streamed uploads keep their own limit, a stalled upload is cut off."""
 
 from __future__ import annotations

@@ -20,11 +20,12 @@ import uvicorn
 from fastapi import FastAPI
 from sqlmodel import Session
 
-from workflow_api.db import Job, JobStatus, make_engine, utcnow
+from workflow_api.db import Job, JobStatus, make_engine
 from workflow_api.quota import QuotaLedger
 from workflow_api.routes.storage import router
 from workflow_api.storage import signing
 from workflow_api.storage.filesystem import FilesystemStore
+from workflow_common.clock import utcnow
 
 SIGNING_KEY = b"s" * 32
 MiB = 1024**2

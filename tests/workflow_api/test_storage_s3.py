@@ -23,13 +23,8 @@ from minio.error import S3Error
 
 from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 from workflow_api.storage.base import InvalidKeyError
-from workflow_api.storage.s3 import (
-    CONNECT_TIMEOUT_SECONDS,
-    PART_SIZE,
-    READ_TIMEOUT_SECONDS,
-    S3Store,
-    make_s3_client,
-)
+from workflow_api.storage.s3 import PART_SIZE, S3Store
+from workflow_common.s3 import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, make_s3_client
 
 pytestmark = pytest.mark.s3
 

@@ -12,9 +12,10 @@ import uvicorn
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from workflow_api.app import create_app
-from workflow_api.private_files import restrict_umask
-from workflow_api.server_limits import uvicorn_options
-from workflow_api.settings import Settings, describe_invalid_settings
+from workflow_api.settings import Settings
+from workflow_common.private_files import restrict_umask
+from workflow_common.server_limits import uvicorn_options
+from workflow_common.settings import describe_invalid_settings
 
 log = logging.getLogger("workflow_api")
 

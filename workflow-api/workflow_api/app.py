@@ -12,9 +12,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from data_sidecar.egress import Resolver, system_resolver
 from workflow_api.errors import install_error_handlers
 from workflow_api.routes import admin, jobs, landing, processes, quota, storage, uploads
-from workflow_api.server_limits import RequestBodyGuard
 from workflow_api.services import build_services
 from workflow_api.settings import Settings
+from workflow_common.server_limits import RequestBodyGuard
 
 
 def create_app(settings: Settings, resolver: Resolver = system_resolver) -> FastAPI:

@@ -7,8 +7,9 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from workflow_api.db import Grant, as_utc, utcnow
+from workflow_api.db import Grant
 from workflow_api.errors import NoSuchProcessError, NotFoundError
+from workflow_common.clock import as_utc, utcnow
 from workflow_contracts.asset import WorkflowAsset
 
 

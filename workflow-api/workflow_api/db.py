@@ -3,32 +3,21 @@ PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, event
-from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Field, SQLModel, create_engine
+from sqlalchemy import JSON, Column
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
 
-from workflow_api.private_files import private_file
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from workflow_common.database import make_engine as make_database_engine
+from workflow_common.database import timestamp_field
 
 
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands datetimes back naive; they were stored as UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def timestamp_field(*, nullable: bool = False, index: bool = False) -> Any:
-    return Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index)
-    )
+class ApiTable(SQLModel, registry=registry()):
+    """The base of this service's tables: `ApiTable.metadata` holds exactly them."""
 
 
 class JobStatus(StrEnum):
@@ -43,7 +32,7 @@ class JobStatus(StrEnum):
         return self in {JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.DISMISSED}
 
 
-class Grant(SQLModel, table=True):
+class Grant(ApiTable, table=True):
     __tablename__ = "grants"
 
     asset_id: str = Field(primary_key=True)
@@ -52,7 +41,7 @@ class Grant(SQLModel, table=True):
     expires_at: datetime | None = timestamp_field(nullable=True)
 
 
-class Upload(SQLModel, table=True):
+class Upload(ApiTable, table=True):
     __tablename__ = "uploads"
 
     id: str = Field(primary_key=True)
@@ -63,7 +52,7 @@ class Upload(SQLModel, table=True):
     created: datetime = timestamp_field(index=True)
 
 
-class Job(SQLModel, table=True):
+class Job(ApiTable, table=True):
     __tablename__ = "jobs"
 
     id: str = Field(primary_key=True)
@@ -83,7 +72,7 @@ class Job(SQLModel, table=True):
     process_start_ticks: int | None = None
 
 
-class StoredObject(SQLModel, table=True):
+class StoredObject(ApiTable, table=True):
     """One object a job stored (output, log, report, progress line, inline input): the quota
     ledger's persisted count of job data (uploads are counted from their own table)."""
 
@@ -94,27 +83,6 @@ class StoredObject(SQLModel, table=True):
     size: int
 
 
-def make_engine(url: str, tables: Sequence[type[SQLModel]] | None = None) -> Engine:
-    """An engine with the tables created (this service's, unless others are named)."""
-    if url.startswith("sqlite"):
-        database = make_url(url).database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            private_file(Path(database))  # SQLite gives its -wal and -shm files the same mode
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    models = (Grant, Upload, Job, StoredObject) if tables is None else tables
-    SQLModel.metadata.create_all(engine, tables=[_table(model) for model in models])
-    return engine
-
-
-def _table(model: type[SQLModel]) -> Any:
-    return model.__table__  # type: ignore[attr-defined]
-
-
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def make_engine(url: str) -> Engine:
+    """An engine with this service's tables created."""
+    return make_database_engine(url, ApiTable.metadata)

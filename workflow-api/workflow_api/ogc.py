@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from workflow_api.db import Job, JobStatus, as_utc
+from workflow_api.db import Job, JobStatus
+from workflow_common.clock import as_utc
 from workflow_contracts.asset import WorkflowAsset
 
 CONFORMANCE_CLASSES = [

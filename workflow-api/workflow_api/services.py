@@ -20,16 +20,16 @@ from workflow_api.execution.local import LocalJobRunner
 from workflow_api.execution.manager import JobManager
 from workflow_api.execution.notifications import Notifier
 from workflow_api.execution.runner import JobRunner
-from workflow_api.execution.sandbox import BubblewrapPolicy
 from workflow_api.execution.workers import WorkerLauncher
 from workflow_api.inputs import FileSource, InputResolver
-from workflow_api.private_files import private_dir
 from workflow_api.quota import QuotaLedger
 from workflow_api.settings import Settings
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore
 from workflow_api.storage.factory import make_store
 from workflow_api.uploads import UploadService, fetch_text
+from workflow_common.private_files import private_dir
+from workflow_common.sandbox import BubblewrapPolicy
 from workflow_contracts.asset import load_catalog
 from workflow_contracts.manifest import ArchiveLimits
 
@@ -91,13 +91,13 @@ def _make_launcher(settings: Settings) -> WorkerLauncher:
 
 def _make_kubernetes_runner(settings: Settings, store: ObjectStore) -> JobRunner:
     """Imported here: the `kubernetes` client is an optional dependency of this runner only."""
-    from workflow_api.execution.kubernetes_api import (  # noqa: PLC0415
+    from workflow_api.execution.kubernetes_objects import JobTemplate, Toleration  # noqa: PLC0415
+    from workflow_api.execution.kubernetes_runner import KubernetesJobRunner  # noqa: PLC0415
+    from workflow_common.kubernetes import (  # noqa: PLC0415
         ClusterApi,
         connect,
         default_namespace,
     )
-    from workflow_api.execution.kubernetes_objects import JobTemplate, Toleration  # noqa: PLC0415
-    from workflow_api.execution.kubernetes_runner import KubernetesJobRunner  # noqa: PLC0415
 
     assert settings.kubernetes_sidecar_image is not None  # checked by Settings
     template = JobTemplate(
@@ -116,7 +116,7 @@ def _make_kubernetes_runner(settings: Settings, store: ObjectStore) -> JobRunner
     )
     api = ClusterApi(
         connect(settings.kubernetes_kubeconfig),
-        settings.kubernetes_namespace or default_namespace(),
+        settings.kubernetes_namespace or default_namespace("WORKFLOW_API_KUBERNETES_NAMESPACE"),
         settings.kubernetes_request_timeout_seconds,
     )
     return KubernetesJobRunner(

@@ -11,37 +11,16 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from data_sidecar.egress import EgressPolicy, origin_of
-from workflow_api.server_limits import ServerLimits
+from workflow_common.server_limits import ServerLimits
+from workflow_common.settings import require_s3_settings
 
 MiB = 1024**2
 GiB = 1024**3
-
-
-def describe_invalid_settings(error: ValidationError, prefix: str) -> str:
-    """One line per problem, naming the variable, never echoing its value (it may be a secret)."""
-    lines = []
-    for problem in error.errors(include_input=False, include_url=False):
-        field = ".".join(str(part) for part in problem["loc"])
-        name = f"{prefix}{field.upper()}" if field else "settings"
-        lines.append(f"{name}: {problem['msg']}")
-    return "\n".join(lines)
-
-
-def require_s3_settings(settings: BaseSettings, prefix: str) -> None:
-    """With `storage = "s3"`, endpoint, keys and bucket must all be set."""
-    if getattr(settings, "storage", None) != "s3":
-        return
-    needed = ("s3_endpoint", "s3_access_key", "s3_secret_key", "s3_bucket")
-    missing = [name for name in needed if getattr(settings, name) is None]
-    if missing:
-        names = ", ".join(f"{prefix}{name.upper()}" for name in missing)
-        raise ValueError(f"storage 's3' needs {names}")
 
 
 class Toleration(BaseModel):
@@ -103,7 +82,7 @@ class Settings(ServerLimits):
     progress_poll_seconds: float = Field(default=0.5, gt=0)
     dismiss_grace_seconds: float = Field(default=5.0, ge=0)
 
-    # the local runner's sandbox (execution/sandbox.py)
+    # the local runner's sandbox (workflow_common/sandbox.py)
     sandbox: Literal["bubblewrap", "none"] = Field(
         default="bubblewrap", description="none runs the provider's workers unconfined"
     )

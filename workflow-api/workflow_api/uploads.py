@@ -17,12 +17,13 @@ import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from workflow_api.db import Upload, utcnow
+from workflow_api.db import Upload
 from workflow_api.errors import BadRequestError, NoSuchUploadError, PayloadTooLargeError
-from workflow_api.private_files import open_private, private_dir
 from workflow_api.quota import QuotaLedger
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore
+from workflow_common.clock import utcnow
+from workflow_common.private_files import open_private, private_dir
 
 WRITE_BATCH_BYTES = 4 * 1024 * 1024
 

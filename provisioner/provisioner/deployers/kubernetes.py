@@ -37,7 +37,7 @@ from typing import Any
 
 from provisioner.consumer_storage import ConsumerStorage, ConsumerStorageError, NoConsumerStorage
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
-from provisioner.deployers.kubernetes_api import KubernetesApi, KubernetesApiError
+from provisioner.deployers.kubernetes_api import KubernetesApi
 from provisioner.deployers.kubernetes_config import KubernetesDeployerConfig
 from provisioner.deployers.kubernetes_objects import (
     API_NAME,
@@ -46,6 +46,7 @@ from provisioner.deployers.kubernetes_objects import (
     make_consumer_objects,
 )
 from provisioner.deployers.kubernetes_status import describe_failure, rollout_complete
+from workflow_common.kubernetes import KubernetesApiError
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,5 @@
-"""The Kubernetes deployer's access to the API: timeouts, retries, errors, and how each kind of
-object is written. The only module that calls the `kubernetes` client.
-
-    KubernetesApiError      any failed call; `status` is the HTTP status, 0 when nothing answered
-        .retryable          429, 5xx, no answer: already retried here (bounded), then raised
-        .immutable          422 because a field cannot change
+"""How the Kubernetes deployer writes each kind of object, on the one client
+(`workflow_common.kubernetes`: timeouts, bounded retries, `KubernetesApiError`).
 
 Writing (`ensure`) is idempotent and cheap when nothing changed. Each desired object carries a
 hash of itself in an annotation; the live object is read and written only when it is missing
@@ -26,23 +22,14 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import urllib3
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
-
-from workflow_api.execution.kubernetes_api import retryable
+from workflow_common.kubernetes import KubernetesApiError, KubernetesClient, api_error
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 APPLIED_HASH_ANNOTATION = "workflow.middle-layer/applied-hash"
-CONNECT_TIMEOUT_SECONDS = 3.0
-ATTEMPTS = 3  # per call, for retryable errors only
 WRITE_ATTEMPTS = 3  # per object: a conflict or a re-creation reads it again
 Outcome = Literal["created", "updated", "unchanged", "kept"]
 
@@ -92,65 +79,18 @@ KINDS: dict[str, Kind] = {
 }
 
 
-class KubernetesApiError(Exception):
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}" if status else message)
-        self.status, self.reason, self.message = status, reason, message
-
-    @property
-    def retryable(self) -> bool:
-        return self.status in {0, 429} or self.status >= 500
-
-    @property
-    def immutable(self) -> bool:
-        return self.status == 422 and "immutable" in self.message
-
-    @classmethod
-    def from_exception(cls, error: ApiException) -> KubernetesApiError:
-        message = str(error.reason or "")
-        try:
-            body = json.loads(error.body or "")
-            message = body.get("message") or message
-        except (TypeError, ValueError, AttributeError):
-            pass
-        return cls(int(error.status or 0), str(error.reason or ""), message)
-
-
 def applied_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-class KubernetesApi:
-    """Typed calls with a timeout each and bounded retries; `ensure` writes any builder object."""
+class KubernetesApi(KubernetesClient):
+    """The one client, plus reads, deletes and `ensure` by kind (`KINDS`)."""
 
-    def __init__(self, api_client: client.ApiClient, *, timeout_seconds: float = 10.0) -> None:
-        self._client = api_client
-        self._timeout = (CONNECT_TIMEOUT_SECONDS, timeout_seconds)
-        self._apis: dict[str, Any] = {}
-
-    def close(self) -> None:
-        self._client.close()
-
-    def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """`function(*args, **kwargs)` with the timeout, retried while the error is retryable."""
-        retrying = Retrying(
-            stop=stop_after_attempt(ATTEMPTS),
-            wait=wait_exponential(multiplier=0.2, max=2.0),
-            retry=retry_if_exception(retryable),
-            reraise=True,
-        )
-        try:
-            return retrying(function, *args, _request_timeout=self._timeout, **kwargs)
-        except ApiException as error:
-            raise KubernetesApiError.from_exception(error) from error
-        except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as error:
-            raise KubernetesApiError(0, "", f"Kubernetes API unreachable: {error}") from error
+    def _method(self, kind: Kind, action: str) -> Any:
+        return getattr(self.api(kind.api), kind.method(action))
 
     def _do(self, kind: Kind, action: str, *args: Any, **kwargs: Any) -> Any:
-        api = self._apis.get(kind.api)
-        if api is None:
-            api = self._apis[kind.api] = getattr(client, kind.api)(self._client)
-        return self.call(getattr(api, kind.method(action)), *args, **kwargs)
+        return self.call(self._method(kind, action), *args, **kwargs)
 
     @staticmethod
     def _where(kind: Kind, name: str, namespace: str | None) -> tuple[str, ...]:
@@ -159,25 +99,20 @@ class KubernetesApi:
     def read(self, kind_name: str, name: str, namespace: str | None = None) -> Any | None:
         """The live object, None when there is none."""
         kind = KINDS[kind_name]
-        try:
-            return self._do(kind, "read", *self._where(kind, name, namespace))
-        except KubernetesApiError as error:
-            if error.status == 404:
-                return None
-            raise
+        return self.absent_if_missing(
+            self._method(kind, "read"), *self._where(kind, name, namespace)
+        )
 
     def delete(self, kind_name: str, name: str, namespace: str | None = None) -> None:
         """Delete it (dependents in the background); done if it is already gone."""
         kind = KINDS[kind_name]
-        try:
-            where = self._where(kind, name, namespace)
-            self._do(kind, "delete", *where, propagation_policy="Background")
-        except KubernetesApiError as error:
-            if error.status != 404:
-                raise
+        where = self._where(kind, name, namespace)
+        self.absent_if_missing(
+            self._method(kind, "delete"), *where, propagation_policy="Background"
+        )
 
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Any]:
-        core = self._apis.setdefault(_CORE, client.CoreV1Api(self._client))
+        core = self.api(_CORE)
         labels = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
         items: list[Any] = self.call(
             core.list_namespaced_pod, namespace, label_selector=labels
@@ -186,7 +121,7 @@ class KubernetesApi:
 
     def ensure(self, desired: Any) -> Outcome:
         """Create or bring up to date one object from the builders; see the module docstring."""
-        body: dict[str, Any] = self._client.sanitize_for_serialization(desired)
+        body: dict[str, Any] = self.sanitize(desired)
         kind = KINDS[body["kind"]]
         metadata = body["metadata"]
         annotations = metadata.setdefault("annotations", {})
@@ -201,9 +136,7 @@ class KubernetesApi:
                     return "created"
                 continue  # created by someone else meanwhile: compare with theirs
             if live.metadata.deletion_timestamp is not None:
-                raise KubernetesApiError(
-                    409, "Terminating", f"{kind.name} {where} is being deleted"
-                )
+                raise api_error(409, "Terminating", f"{kind.name} {where} is being deleted")
             current = (live.metadata.annotations or {}).get(APPLIED_HASH_ANNOTATION)
             if current == annotations[APPLIED_HASH_ANNOTATION]:
                 return "unchanged"
@@ -226,7 +159,7 @@ class KubernetesApi:
                     return "kept"
                 log.info("re-creating %s %s: %s", kind.name, where, error.message)
                 self.delete(kind.name, *where)
-        raise KubernetesApiError(409, "Conflict", f"{kind.name} {where} keeps changing; retry")
+        raise api_error(409, "Conflict", f"{kind.name} {where} keeps changing; retry")
 
     def _create(self, kind: Kind, where: tuple[str, ...], body: dict[str, Any]) -> bool:
         """True when created; False on 409 (it exists after all)."""
@@ -248,4 +181,4 @@ class KubernetesApi:
                     raise
             if self._create(kind, where, body):
                 return "created"
-        raise KubernetesApiError(409, "Conflict", f"{kind.name} {where} keeps changing; retry")
+        raise api_error(409, "Conflict", f"{kind.name} {where} keeps changing; retry")

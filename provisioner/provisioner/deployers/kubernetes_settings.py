@@ -16,7 +16,7 @@ from provisioner.deployers.kubernetes import KubernetesDeployer
 from provisioner.deployers.kubernetes_api import KubernetesApi
 from provisioner.deployers.kubernetes_config import KubernetesDeployerConfig
 from provisioner.deployers.kubernetes_objects import ApiEgressSpec, QuotaSpec, Resources
-from workflow_api.execution.kubernetes_api import connect
+from workflow_common.kubernetes import connect
 
 if TYPE_CHECKING:
     from provisioner.settings import Settings

@@ -40,8 +40,8 @@ import httpx
 from provisioner.consumer_storage import ConsumerStorage, ConsumerStorageError, NoConsumerStorage
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
 from provisioner.deployers.local_sandbox import LocalSandbox
-from workflow_api.private_files import open_private, private_dir, write_private
-from workflow_api.processes import ProcessIdentity, child_groups, process_stat, signal_group
+from workflow_common.private_files import open_private, private_dir, write_private
+from workflow_common.proc_identity import ProcessIdentity, child_groups, process_stat, signal_group
 
 log = logging.getLogger(__name__)
 

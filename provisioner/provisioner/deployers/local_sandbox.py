@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from provisioner.settings import Settings
-from workflow_api.execution.sandbox import BubblewrapPolicy
+from workflow_common.sandbox import BubblewrapPolicy
 
 WORKER_UID_FILE = "worker-uid"
 

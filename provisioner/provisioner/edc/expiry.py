@@ -13,7 +13,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from workflow_api.db import as_utc
+from workflow_common.clock import as_utc
 
 IN_FORCE_DATE = "https://w3id.org/edc/v0.0.1/ns/inForceDate"
 ODRL = "http://www.w3.org/ns/odrl/2/"

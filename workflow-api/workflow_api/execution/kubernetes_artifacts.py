@@ -22,11 +22,11 @@ from typing import Any
 import httpx
 
 from workflow_api.execution import kubernetes_status as status
-from workflow_api.execution.kubernetes_api import ClusterApi, KubernetesApiError
 from workflow_api.execution.kubernetes_objects import STAGE_IN_CONTAINER, WORKER_CONTAINER
-from workflow_api.private_files import private_dir
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore, SignedUpload
+from workflow_common.kubernetes import ClusterApi, KubernetesApiError
+from workflow_common.private_files import private_dir
 from workflow_contracts.manifest import PushOutReport
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from workflow_api.execution import kubernetes_status as status
-from workflow_api.execution.kubernetes_api import ClusterApi, KubernetesApiError
 from workflow_api.execution.kubernetes_artifacts import JobArtifacts
 from workflow_api.execution.kubernetes_objects import (
     STAGE_IN_CONTAINER,
@@ -49,9 +48,10 @@ from workflow_api.execution.kubernetes_objects import (
     make_manifest_secret,
 )
 from workflow_api.execution.runner import JobRun, Outcome
-from workflow_api.processes import ProcessIdentity
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore
+from workflow_common.kubernetes import ClusterApi, KubernetesApiError
+from workflow_common.proc_identity import ProcessIdentity
 from workflow_contracts.asset import WorkflowAsset
 from workflow_contracts.environment import UndeclaredVariableError
 from workflow_contracts.workspace import parse_progress_line

@@ -28,8 +28,8 @@ from data_sidecar.egress import Resolver, system_resolver
 from data_sidecar.errors import SidecarError
 from workflow_api.execution.runner import JobRun, Outcome
 from workflow_api.execution.workers import Worker, WorkerLauncher
-from workflow_api.private_files import open_private, private_dir, private_file, workspace_dir
-from workflow_api.processes import ProcessIdentity, signal_group
+from workflow_common.private_files import open_private, private_dir, private_file, workspace_dir
+from workflow_common.proc_identity import ProcessIdentity, signal_group
 from workflow_contracts.asset import WorkflowAsset
 from workflow_contracts.environment import UndeclaredVariableError, worker_environment
 from workflow_contracts.manifest import JobManifest

@@ -21,7 +21,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from workflow_api.db import Job, JobStatus, utcnow
+from workflow_api.db import Job, JobStatus
 from workflow_api.errors import InvalidInputError, NoSuchJobError
 from workflow_api.execution.env_files import RemoteEnvFileError, RemoteEnvFiles
 from workflow_api.execution.job_storage import JobStorage
@@ -29,9 +29,10 @@ from workflow_api.execution.notifications import Notifier
 from workflow_api.execution.runner import JobRun, JobRunner, Outcome
 from workflow_api.inputs import Launch, Subscriber, env_file_variables
 from workflow_api.ogc import results_document, status_info
-from workflow_api.processes import ProcessIdentity
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore
+from workflow_common.clock import utcnow
+from workflow_common.proc_identity import ProcessIdentity
 from workflow_contracts.asset import WorkflowAsset
 from workflow_contracts.environment import literal_variables
 from workflow_contracts.manifest import (

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from data_sidecar.push_out import Admit
-from workflow_api.processes import ProcessIdentity
+from workflow_common.proc_identity import ProcessIdentity
 from workflow_contracts.asset import WorkflowAsset
 from workflow_contracts.manifest import JobManifest, PushOutReport
 

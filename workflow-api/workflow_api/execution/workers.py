@@ -1,4 +1,4 @@
-"""Starting and stopping one local worker process, confined (`sandbox.py`) or not.
+"""Starting and stopping one local worker process, confined (`workflow_common.sandbox`) or not.
 
 A worker is known to the runner by its outermost process (bwrap, or the command itself when
 unconfined), which leads a process group of its own: that is the identity the job records,
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import IO
 
 from workflow_api.execution.limits import JobCgroups, Limits, apply_rlimits
-from workflow_api.execution.sandbox import BubblewrapPolicy, read_info
-from workflow_api.processes import group_members
+from workflow_common.proc_identity import group_members
+from workflow_common.sandbox import BubblewrapPolicy, read_info
 from workflow_contracts.asset import LocalNetwork, WorkflowAsset
 
 

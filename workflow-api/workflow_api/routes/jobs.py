@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from workflow_api.db import Job, JobStatus, as_utc, utcnow
+from workflow_api.db import Job, JobStatus
 from workflow_api.deps import ConsumerDep, ServicesDep
 from workflow_api.errors import (
     BadRequestError,
@@ -20,6 +20,7 @@ from workflow_api.errors import (
 from workflow_api.ogc import results_document, status_info
 from workflow_api.routes.paging import Limit, Offset, page_links
 from workflow_api.storage import base as keys
+from workflow_common.clock import as_utc, utcnow
 
 router = APIRouter(tags=["jobs"])
 

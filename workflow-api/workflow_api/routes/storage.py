@@ -37,10 +37,10 @@ from starlette.requests import ClientDisconnect
 from workflow_api.db import Job
 from workflow_api.errors import problem
 from workflow_api.quota import QuotaExceededError, QuotaLedger
-from workflow_api.server_limits import STREAMED
 from workflow_api.storage.base import InvalidKeyError, check_key, describe_key, job_of_key
 from workflow_api.storage.filesystem import FilesystemStore
 from workflow_api.storage.signing import ExpiredSignedUrlError, InvalidSignedUrlError
+from workflow_common.server_limits import STREAMED
 
 log = logging.getLogger(__name__)
 

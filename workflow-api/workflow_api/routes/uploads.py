@@ -11,7 +11,7 @@ from workflow_api.db import Upload
 from workflow_api.deps import ConsumerDep, ServicesDep
 from workflow_api.ogc import iso_time
 from workflow_api.routes.paging import Limit, Offset, page_links
-from workflow_api.server_limits import STREAMED
+from workflow_common.server_limits import STREAMED
 
 router = APIRouter(tags=["uploads"])
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from workflow_api.settings import Settings
 from workflow_api.storage.base import ObjectStore
 from workflow_api.storage.filesystem import FilesystemStore
+from workflow_common.private_files import write_secret_file
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,8 @@ def _filesystem_store(settings: Settings) -> ObjectStore:
 def _s3_store(settings: Settings) -> ObjectStore:
     # Imported here: the minio client costs half a second of start-up that filesystem storage
     # (and every consumer's workflow-api on the local deployer) does not need.
-    from workflow_api.storage.s3 import S3Store, make_s3_client  # noqa: PLC0415
+    from workflow_api.storage.s3 import S3Store  # noqa: PLC0415
+    from workflow_common.s3 import make_s3_client  # noqa: PLC0415
 
     # Settings guarantees these are set when storage is "s3".
     assert settings.s3_endpoint is not None
@@ -60,27 +60,16 @@ _BUILDERS: dict[str, Callable[[Settings], ObjectStore]] = {
 def load_or_create_signing_key(path: Path) -> bytes:
     """The key stored at `path`; a new random one (mode 0600) if there is none yet.
 
-    A new key is written to a temporary file and hard-linked into place, so a concurrent or
-    interrupted start never leaves a partial key, and the first writer wins.
+    A new key is written atomically and only where none exists, so a concurrent or interrupted
+    start never leaves a partial key, and the first writer wins.
     """
     try:
         return _read_key(path)
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary_name = tempfile.mkstemp(dir=path.parent, prefix=".signing-key-")
-    try:
-        with os.fdopen(descriptor, "wb") as file:  # mkstemp creates it with mode 0600
-            file.write(secrets.token_bytes(_SIGNING_KEY_SIZE))
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            os.link(temporary_name, path)
-            log.info("generated a new storage signing key in %s", path)
-        except FileExistsError:
-            pass
-    finally:
-        os.unlink(temporary_name)
+    if write_secret_file(path, secrets.token_bytes(_SIGNING_KEY_SIZE), if_absent=True):
+        log.info("generated a new storage signing key in %s", path)
     return _read_key(path)
 
 

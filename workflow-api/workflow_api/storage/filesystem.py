@@ -19,9 +19,9 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
-from workflow_api.private_files import private_dir
 from workflow_api.storage import signing
 from workflow_api.storage.base import InvalidKeyError, SignedMethod, SignedUpload, check_key
+from workflow_common.private_files import private_dir
 
 log = logging.getLogger(__name__)
 

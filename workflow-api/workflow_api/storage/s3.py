@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import urllib3
 from minio import Minio
 from minio.datatypes import PostPolicy
 from minio.deleteobjects import DeleteObject
@@ -22,49 +21,11 @@ from workflow_api.storage.base import InvalidKeyError, SignedMethod, SignedUploa
 log = logging.getLogger(__name__)
 
 PART_SIZE = 16 * 1024**2
-CONNECT_TIMEOUT_SECONDS = 10.0
-READ_TIMEOUT_SECONDS = 60.0
-_RETRIES = 3
 _MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "NoSuchObject"})
 
 
 class S3StoreError(RuntimeError):
     """The S3 server refused an operation (other than "not found", which is not an error)."""
-
-
-def make_s3_client(
-    endpoint: str,
-    access_key: str,
-    secret_key: str,
-    *,
-    secure: bool = True,
-    region: str | None = None,
-) -> Minio:
-    """A Minio client whose every request has a connect and read timeout and bounded retries.
-
-    `endpoint` is `host[:port]`; a URL (`http://host:port`) is accepted too, and its scheme
-    then decides `secure`.
-    """
-    if "://" in endpoint:
-        scheme, _, endpoint = endpoint.partition("://")
-        secure = scheme.lower() == "https"
-        endpoint = endpoint.rstrip("/")
-    http_client = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS),
-        maxsize=10,
-        cert_reqs="CERT_REQUIRED",
-        retries=urllib3.Retry(
-            total=_RETRIES, backoff_factor=0.5, status_forcelist=[500, 502, 503, 504]
-        ),
-    )
-    return Minio(
-        endpoint,
-        access_key=access_key,
-        secret_key=secret_key,
-        secure=secure,
-        region=region,
-        http_client=http_client,
-    )
 
 
 class S3Store:

@@ -8,14 +8,19 @@ nobody else on the machine may read them. Two layers, so that neither alone is r
 - the helpers below where the services create files and directories themselves, which also
   tighten a directory that existed before with a wider mode.
 
+Keys and other secrets are written by `write_secret_file` only: never partly visible, durable once
+it returns, and with `if_absent` the first of several concurrent writers wins for all of them.
+
 `workspace_dir` is the one place that decides what a worker's workspace looks like; a runner
 that starts workers under another user changes it there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -59,6 +64,44 @@ def open_private(path: Path, *, append: bool = True) -> BinaryIO:
 def write_private(path: Path, data: bytes) -> None:
     with open_private(path, append=False) as handle:
         handle.write(data)
+
+
+def write_secret_file(path: Path, data: bytes, *, if_absent: bool = False) -> bool:
+    """Write `data` to `path` (mode 0600) so that no reader ever sees a part of it.
+
+    The data goes to a new file in the same directory, reaches the disk, and then takes `path`'s
+    place in one step: renamed over it, or with `if_absent` linked to it only when `path` does not
+    exist yet (an existing file is kept, whoever wrote it). The directory is flushed too, so the
+    new name survives a crash. True when `data` is now at `path`, False when `if_absent` kept an
+    existing file. If anything fails, `path` is as it was and no temporary file is left.
+    """
+    directory = path.parent
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:  # mkstemp creates it 0600
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if if_absent:
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                return False
+        else:
+            os.replace(temporary, path)
+        _sync_directory(directory)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):  # renamed already
+            os.unlink(temporary)
+
+
+def _sync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def workspace_dir(path: Path) -> Path:

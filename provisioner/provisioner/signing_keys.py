@@ -1,7 +1,7 @@
 """An ES256 signing key: generate or load (persisted, mode 0600), publish as JWKS, mint tokens.
 
-The provisioner owns the key that signs every token (`provisioner.tokens`); tests use it to mint
-the tokens a workflow-api verifies. It lives here because both sides must agree on it.
+The provisioner owns the key that signs every token (`provisioner.tokens`); a workflow-api only
+verifies them against the published JWKS. Tests use it to mint the tokens a workflow-api verifies.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jose import jwk, jwt
 
+from workflow_common.private_files import write_secret_file
 from workflow_contracts.tokens import CONSUMER_SCOPE
 
 
@@ -42,9 +43,8 @@ class SigningKey:
             return cls(path.read_bytes(), id_path.read_text().strip())
         key = cls.generate()
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_bytes(key._private_pem)
-        id_path.write_text(key.key_id)
+        write_secret_file(path, key._private_pem)
+        write_secret_file(id_path, key.key_id.encode())
         return key
 
     def public_jwks(self) -> dict[str, Any]:
