@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from workflow_api.execution.limits import JobCgroups
+from workflow_api.execution.local.limits import JobCgroups
 from workflow_api.execution.sandbox import BubblewrapPolicy
-from workflow_api.execution.workers import WorkerLauncher
+from workflow_api.execution.local.workers import WorkerLauncher
 from workflow_contracts.asset import WorkflowAsset
 
 WORKER_UID = 61000  # as root: a uid no account uses

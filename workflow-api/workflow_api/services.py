@@ -16,12 +16,12 @@ from workflow_api.auth import JwksSource, TokenVerifier
 from workflow_api.db import make_engine
 from workflow_api.execution.env_files import RemoteEnvFiles
 from workflow_api.execution.job_storage import JobStorage
-from workflow_api.execution.local import LocalJobRunner
+from workflow_api.execution.local.runner import LocalJobRunner
 from workflow_api.execution.manager import JobManager
 from workflow_api.execution.notifications import Notifier
 from workflow_api.execution.runner import JobRunner
 from workflow_api.execution.sandbox import BubblewrapPolicy
-from workflow_api.execution.workers import WorkerLauncher
+from workflow_api.execution.local.workers import WorkerLauncher
 from workflow_api.inputs import FileSource, InputResolver
 from workflow_api.private_files import private_dir
 from workflow_api.quota import QuotaLedger
@@ -96,8 +96,8 @@ def _make_kubernetes_runner(settings: Settings, store: ObjectStore) -> JobRunner
         connect,
         default_namespace,
     )
-    from workflow_api.execution.kubernetes_objects import JobTemplate, Toleration  # noqa: PLC0415
-    from workflow_api.execution.kubernetes_runner import KubernetesJobRunner  # noqa: PLC0415
+    from workflow_api.execution.kubernetes.objects import JobTemplate, Toleration  # noqa: PLC0415
+    from workflow_api.execution.kubernetes.runner import KubernetesJobRunner  # noqa: PLC0415
 
     assert settings.kubernetes_sidecar_image is not None  # checked by Settings
     template = JobTemplate(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from workflow_api.execution.kubernetes_objects import (
+from workflow_api.execution.kubernetes.objects import (
     SIDECAR_CONTAINER,
     STAGE_IN_CONTAINER,
     WORKER_CONTAINER,

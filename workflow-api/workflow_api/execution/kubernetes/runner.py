@@ -1,17 +1,17 @@
 """The Kubernetes job runner: each job as one `batch/v1` Job in the consumer's namespace.
 
     start     create the Job `wfjob-<job id>` (a 409 means an earlier attempt made it: adopt it),
-              then the Secret with the manifest, owned by the Job (see `kubernetes_objects`)
+              then the Secret with the manifest, owned by the Job (see `objects`)
     follow    every `poll_seconds`: the Job, its pod (by the job-id label) and the progress line
               the sidecar uploads into storage; a pod that cannot start (image, configuration) or
               that the Job controller cannot create (quota, admission) ends the job at once
     end       the worker's log is read (`pods/log`) and stored as soon as the worker has ended,
               while push-out still runs in the sidecar and before the pod can go (see
-              `kubernetes_artifacts`); a running worker's log is also copied every
+              `artifacts`); a running worker's log is also copied every
               `LOG_SNAPSHOT_SECONDS`, kept when the pod goes first (deadline, eviction); once
               the Job is finished, push-out's report is read from
               storage, the ending judged from the pod's container states
-              (`kubernetes_status`), and the Job deleted: its Secret and pod go with it, and
+              (`status`), and the Job deleted: its Secret and pod go with it, and
               finished Jobs count against the namespace's quota (`ttlSecondsAfterFinished` is
               only the safety net for when this API is down)
     dismiss   cancelling `run`: the log is kept, the Job deleted with foreground propagation, its
@@ -35,10 +35,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from workflow_api.execution import kubernetes_status as status
+from workflow_api.execution.kubernetes import status
 from workflow_api.execution.kubernetes_api import ClusterApi, KubernetesApiError
-from workflow_api.execution.kubernetes_artifacts import JobArtifacts
-from workflow_api.execution.kubernetes_objects import (
+from workflow_api.execution.kubernetes.artifacts import JobArtifacts
+from workflow_api.execution.kubernetes.objects import (
     STAGE_IN_CONTAINER,
     WORKER_CONTAINER,
     JobSpec,
