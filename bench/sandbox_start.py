@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from workflow_api.execution.local.limits import JobCgroups
-from workflow_api.execution.sandbox import BubblewrapPolicy
 from workflow_api.execution.local.workers import WorkerLauncher
+from workflow_api.execution.sandbox import BubblewrapPolicy
 from workflow_contracts.asset import WorkflowAsset
 
 WORKER_UID = 61000  # as root: a uid no account uses

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 
 from workflow_api.execution.kubernetes import status
-from workflow_api.execution.kubernetes_api import ClusterApi, KubernetesApiError
 from workflow_api.execution.kubernetes.objects import STAGE_IN_CONTAINER, WORKER_CONTAINER
+from workflow_api.execution.kubernetes_api import ClusterApi, KubernetesApiError
 from workflow_api.private_files import private_dir
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore, SignedUpload

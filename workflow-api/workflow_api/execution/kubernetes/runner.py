@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from workflow_api.execution.kubernetes import status
-from workflow_api.execution.kubernetes_api import ClusterApi, KubernetesApiError
 from workflow_api.execution.kubernetes.artifacts import JobArtifacts
 from workflow_api.execution.kubernetes.objects import (
     STAGE_IN_CONTAINER,
@@ -48,6 +47,7 @@ from workflow_api.execution.kubernetes.objects import (
     make_job,
     make_manifest_secret,
 )
+from workflow_api.execution.kubernetes_api import ClusterApi, KubernetesApiError
 from workflow_api.execution.runner import JobRun, Outcome
 from workflow_api.processes import ProcessIdentity
 from workflow_api.storage import base as keys
