@@ -62,15 +62,17 @@ def _make_runner(
             poll_seconds=settings.progress_poll_seconds,
             max_log_size=settings.max_job_log_size,
             resolver=resolver,
-            launcher=_make_launcher(settings),
+            launcher=_make_worker_launcher(settings),
         ),
         "kubernetes": lambda: _make_kubernetes_runner(settings, store),
     }
     return runners[settings.runner]()
 
 
-def _make_launcher(settings: Settings) -> WorkerLauncher:
-    """The sandbox is checked by running it once: a broken one stops the start-up here."""
+def _make_worker_launcher(settings: Settings) -> WorkerLauncher:
+    """What starts the local runner's worker processes: inside the bubblewrap sandbox, which is
+    checked here by running it once (a broken one stops the start-up), or unconfined when
+    `WORKFLOW_API_SANDBOX=none`."""
     if settings.sandbox == "none":
         log.error(
             "WORKFLOW_API_SANDBOX=none: workers run unconfined with this API's rights"

@@ -190,23 +190,23 @@ class KubernetesJobRunner:
             worker_env=job.env,
         )
         if job.resumed:
-            created = await _io(self._api.read_job, job_name(job.job_id))
+            created = await _in_thread(self._api.read_job, job_name(job.job_id))
         else:
-            created = await _io(self._api.create_job, make_job(spec))
+            created = await _in_thread(self._api.create_job, make_job(spec))
         if created is None:
             return False
-        await _io(self._api.create_secret, make_manifest_secret(spec, created))
+        await _in_thread(self._api.create_secret, make_manifest_secret(spec, created))
         log.info("job %s: following Kubernetes Job %s", job.job_id, created.metadata.name)
         return True
 
     async def _look(self, job: JobRun, watch: _Watch) -> Outcome | None:
         """One look at the Job and its pod: an Outcome once it has ended, else None."""
         name = job_name(job.job_id)
-        found = await _io(self._api.read_job, name)
+        found = await _in_thread(self._api.read_job, name)
         if found is None:
             await self._save_log(job.job_id, watch, GONE_MESSAGE)
             return Outcome(None, GONE_MESSAGE, await self._artifacts.report(job.job_id))
-        pod = _newest(await _io(self._api.list_pods, job_selector(job.job_id)))
+        pod = _newest(await _in_thread(self._api.list_pods, job_selector(job.job_id)))
         watch.pod = pod or watch.pod
         await self._relay_progress(job, watch)
         if status.finished_condition(found) is not None:
@@ -230,17 +230,17 @@ class KubernetesJobRunner:
         """Why the job cannot go on: a stuck container, or a pod the cluster will not create."""
         if pod is not None:
             return status.stuck_reason(pod)
-        return status.refusal(await _io(self._api.list_events, found.metadata.uid))
+        return status.refusal(await _in_thread(self._api.list_events, found.metadata.uid))
 
     async def _conclude(self, job: JobRun, found: Any, watch: _Watch) -> Outcome:
         """The Job is finished: wait for its pod to stop, keep the log, judge, delete the Job."""
         deadline = asyncio.get_running_loop().time() + self._template.push_out_grace_seconds
-        pods = await _io(self._api.list_pods, job_selector(job.job_id))
+        pods = await _in_thread(self._api.list_pods, job_selector(job.job_id))
         while any(not status.is_terminal(pod) for pod in pods):
             if asyncio.get_running_loop().time() > deadline:
                 break
             await asyncio.sleep(self._poll)
-            pods = await _io(self._api.list_pods, job_selector(job.job_id))
+            pods = await _in_thread(self._api.list_pods, job_selector(job.job_id))
         watch.pod = _newest(pods) or watch.pod
         if not watch.log_saved:
             await self._save_log(job.job_id, watch)
@@ -268,11 +268,11 @@ class KubernetesJobRunner:
         name = job_name(job_id)
 
         async def stop() -> None:
-            pods = await _io(self._api.list_pods, job_selector(job_id))
+            pods = await _in_thread(self._api.list_pods, job_selector(job_id))
             await self._artifacts.save_log(job_id, _newest(pods), "the job was dismissed")
-            await _io(self._api.delete_job, name, "Foreground")
+            await _in_thread(self._api.delete_job, name, "Foreground")
             for pod in pods:
-                await _io(self._api.delete_pod, pod.metadata.name, int(self._dismiss_grace))
+                await _in_thread(self._api.delete_pod, pod.metadata.name, int(self._dismiss_grace))
             await self._wait_gone(name)
 
         try:
@@ -282,14 +282,14 @@ class KubernetesJobRunner:
 
     async def _delete(self, name: str, propagation: str, *, wait: bool = False) -> None:
         try:
-            await _io(self._api.delete_job, name, propagation)
+            await _in_thread(self._api.delete_job, name, propagation)
             if wait:
                 await asyncio.wait_for(self._wait_gone(name), DISMISS_WAIT_SECONDS)
         except (TimeoutError, KubernetesApiError) as error:
             log.warning("Job %s not deleted: %s", name, error)
 
     async def _wait_gone(self, name: str) -> None:
-        while await _io(self._api.read_job, name) is not None:
+        while await _in_thread(self._api.read_job, name) is not None:
             await asyncio.sleep(min(self._poll, 0.5))
 
     async def _snapshot_log(self, job_id: str, watch: _Watch, pod: Any) -> None:
@@ -310,7 +310,8 @@ class KubernetesJobRunner:
             await job.on_progress(*parsed)
 
 
-async def _io(function: Callable[..., Result], *arguments: Any) -> Result:
+async def _in_thread(function: Callable[..., Result], *arguments: Any) -> Result:
+    """A blocking `ClusterApi` call (the official client is synchronous), off the event loop."""
     return await asyncio.to_thread(function, *arguments)
 
 
