@@ -1,8 +1,9 @@
-"""The JobManager: a FIFO queue with a running-jobs limit, each job's run, dismissal, recovery.
+"""The JobManager: submission, each job's run from start to end, dismissal, removal, recovery.
 
 Routes (threads) call `submit`, `dismiss`, `remove`; the scheduler and the jobs run as tasks on the
 event loop owned by the app's lifespan. The parts it composes, each in its own module:
 
+    dispatch      the queue's scheduler and the jobs' tasks on the loop
     job_store     the jobs table; every status change a conditional update
     job_inputs    the job's own copies of its inline and fetched env-files
     manifests     the data-sidecar's manifest (signed URLs only)
@@ -17,7 +18,6 @@ be read or is invalid); what the runner met is in its `Outcome`.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import uuid
 from collections.abc import Callable
@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from workflow_api.db import Job, JobStatus, utcnow
+from workflow_api.execution.dispatch import Dispatcher
 from workflow_api.execution.job_inputs import JobInputs
 from workflow_api.execution.job_storage import JobStorage, Settlement
 from workflow_api.execution.job_store import Ending, JobStore, process_identity
@@ -70,35 +71,23 @@ class JobManager:
         self._storage = storage
         self._notifier = notifier
         self._base_url = base_url
-        self._max_running = max_running
         self._inputs = inputs
         self._manifests = manifests
-        self._running: dict[str, asyncio.Task[None]] = {}
-        self._dismissing: set[str] = set()
-        self._wakeup = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._scheduler: asyncio.Task[None] | None = None
+        self._dispatch = Dispatcher(
+            next_queued=self._jobs.next_queued, execute=self._execute, max_running=max_running
+        )
 
     # --- lifecycle (event loop) ---------------------------------------------------------------
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._dispatch.attach()
         resumed = await asyncio.to_thread(self._recover)
-        for job_id in resumed:
-            self._start_task(job_id, resumed=True)
-        self._scheduler = asyncio.create_task(self._schedule(), name="job-scheduler")
-        self._wakeup.set()
+        self._dispatch.start(resumed)
 
     async def stop(self) -> None:
         """Stop scheduling and running; jobs left `running` are recovered at the next start."""
         self._runner.close()
-        if self._scheduler is not None:
-            self._scheduler.cancel()
-            await asyncio.gather(self._scheduler, return_exceptions=True)
-        tasks = list(self._running.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._dispatch.stop()
         self._inputs.close()
 
     # --- called from request threads -----------------------------------------------------------
@@ -121,7 +110,7 @@ class JobManager:
         )
         job = self._jobs.add(job)
         log.info("job %s accepted for process %s", job_id, asset.id)
-        self._wake()
+        self._dispatch.wake()
         return job
 
     def get(self, job_id: str) -> Job:
@@ -133,7 +122,7 @@ class JobManager:
             self._notify_finished(self.get(job_id))
             return self.get(job_id)
         if self.get(job_id).status is JobStatus.RUNNING:
-            self._call_on_loop(self._cancel_running(job_id))
+            self._dispatch.call(self._dispatch.cancel(job_id))
         return self.get(job_id)
 
     def remove(self, job_id: str) -> None:
@@ -165,44 +154,6 @@ class JobManager:
 
     def live_log(self, job_id: str) -> Any:
         return self._runner.live_log(job_id)
-
-    # --- scheduling (event loop) ---------------------------------------------------------------
-
-    def _wake(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wakeup.set)
-
-    def _call_on_loop(self, coroutine: Any) -> None:
-        assert self._loop is not None, "the job manager is not started"
-        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=120)
-
-    async def _schedule(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while len(self._running) < self._max_running:
-                job_id = await asyncio.to_thread(self._jobs.next_queued, set(self._running))
-                if job_id is None:
-                    break
-                self._start_task(job_id, resumed=False)
-
-    def _start_task(self, job_id: str, *, resumed: bool) -> None:
-        task = asyncio.create_task(self._execute(job_id, resumed), name=f"job-{job_id}")
-        self._running[job_id] = task
-        task.add_done_callback(functools.partial(self._finished_task, job_id))
-
-    def _finished_task(self, job_id: str, _task: asyncio.Task[None]) -> None:
-        self._running.pop(job_id, None)
-        self._dismissing.discard(job_id)
-        self._wakeup.set()
-
-    async def _cancel_running(self, job_id: str) -> None:
-        task = self._running.get(job_id)
-        if task is None:
-            return
-        self._dismissing.add(job_id)
-        task.cancel()
-        await asyncio.wait([task])
 
     # --- one job (event loop) ------------------------------------------------------------------
 
@@ -272,7 +223,7 @@ class JobManager:
     async def _finish_if_dismissed(self, job_id: str) -> None:
         """On cancellation: a dismissal ends the job as dismissed; a shutdown leaves it running
         for recovery."""
-        if job_id in self._dismissing:
+        if self._dispatch.dismissing(job_id):
             await self._finish(job_id, DISMISSED)
 
     async def _finish(self, job_id: str, ending: Ending, *, refused: str | None = None) -> None:
@@ -307,8 +258,9 @@ class JobManager:
 
     def _notify(self, job: Job, uri_name: str, body: dict[str, Any]) -> None:
         uri = (job.subscriber or {}).get(uri_name)
-        if uri and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._notifier.send, job.id, uri, body)
+        loop = self._dispatch.loop
+        if uri and loop is not None:
+            loop.call_soon_threadsafe(self._notifier.send, job.id, uri, body)
 
     def _notify_finished(self, job: Job) -> None:
         if job.status is JobStatus.SUCCESSFUL:
