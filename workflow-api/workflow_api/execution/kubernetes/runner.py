@@ -38,7 +38,6 @@ from typing import Any, TypeVar
 from workflow_api.execution.kubernetes import status
 from workflow_api.execution.kubernetes.artifacts import JobArtifacts
 from workflow_api.execution.kubernetes.objects import (
-    STAGE_IN_CONTAINER,
     WORKER_CONTAINER,
     JobSpec,
     JobTemplate,
@@ -118,7 +117,7 @@ class KubernetesJobRunner:
     def live_log(self, job_id: str) -> Path | None:
         """The worker's log so far, fetched now (called from a request thread)."""
         try:
-            pod = _newest(self._api.list_pods(job_selector(job_id)))
+            pod = status.newest(self._api.list_pods(job_selector(job_id)))
         except KubernetesApiError as error:
             log.info("job %s: no live log: %s", job_id, error)
             return None
@@ -206,7 +205,7 @@ class KubernetesJobRunner:
         if found is None:
             await self._save_log(job.job_id, watch, GONE_MESSAGE)
             return Outcome(None, GONE_MESSAGE, await self._artifacts.report(job.job_id))
-        pod = _newest(await _in_thread(self._api.list_pods, job_selector(job.job_id)))
+        pod = status.newest(await _in_thread(self._api.list_pods, job_selector(job.job_id)))
         watch.pod = pod or watch.pod
         await self._relay_progress(job, watch)
         if status.finished_condition(found) is not None:
@@ -216,7 +215,7 @@ class KubernetesJobRunner:
             await self._save_log(job.job_id, watch, problem)
             await self._delete(name, "Foreground", wait=True)
             return Outcome(None, problem, None)
-        if pod is not None and not watch.log_saved and _worker_done(pod):
+        if pod is not None and not watch.log_saved and status.worker_done(pod):
             await self._save_log(job.job_id, watch)
         elif pod is not None and status.has_started(pod, WORKER_CONTAINER):
             await self._snapshot_log(job.job_id, watch, pod)
@@ -241,7 +240,7 @@ class KubernetesJobRunner:
                 break
             await asyncio.sleep(self._poll)
             pods = await _in_thread(self._api.list_pods, job_selector(job.job_id))
-        watch.pod = _newest(pods) or watch.pod
+        watch.pod = status.newest(pods) or watch.pod
         if not watch.log_saved:
             await self._save_log(job.job_id, watch)
         ending = status.ending(
@@ -269,7 +268,7 @@ class KubernetesJobRunner:
 
         async def stop() -> None:
             pods = await _in_thread(self._api.list_pods, job_selector(job_id))
-            await self._artifacts.save_log(job_id, _newest(pods), "the job was dismissed")
+            await self._artifacts.save_log(job_id, status.newest(pods), "the job was dismissed")
             await _in_thread(self._api.delete_job, name, "Foreground")
             for pod in pods:
                 await _in_thread(self._api.delete_pod, pod.metadata.name, int(self._dismiss_grace))
@@ -313,16 +312,3 @@ class KubernetesJobRunner:
 async def _in_thread(function: Callable[..., Result], *arguments: Any) -> Result:
     """A blocking `ClusterApi` call (the official client is synchronous), off the event loop."""
     return await asyncio.to_thread(function, *arguments)
-
-
-def _newest(pods: list[Any]) -> Any | None:
-    """The Job's latest pod (with `backoffLimit: 0` there is one, a replacement at most)."""
-    if not pods:
-        return None
-    return max(pods, key=lambda pod: pod.metadata.creation_timestamp.timestamp())
-
-
-def _worker_done(pod: Any) -> bool:
-    stage_in = status.terminated(pod, STAGE_IN_CONTAINER)
-    failed_stage_in = stage_in is not None and stage_in.exit_code != 0
-    return failed_stage_in or status.terminated(pod, WORKER_CONTAINER) is not None
