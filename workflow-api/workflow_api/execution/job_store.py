@@ -29,8 +29,8 @@ UNFINISHED = (JobStatus.ACCEPTED, JobStatus.RUNNING)
 
 
 @dataclass(frozen=True)
-class Ending:
-    """How a job ends: its final status, message and results document."""
+class Verdict:
+    """How a job ends (see `outcomes`): its final status, message and results document."""
 
     status: JobStatus
     message: str
@@ -107,7 +107,7 @@ class JobStore:
         return changed
 
     def finish(
-        self, job_id: str, ending: Ending, settle: Callable[[Job], Settlement]
+        self, job_id: str, verdict: Verdict, settle: Callable[[Job], Settlement]
     ) -> Job | None:
         """End an unfinished job: `settle` counts its storage (and may refuse its outputs, which
         fails the job with the shortfall). None when the job is gone or finished already."""
@@ -117,21 +117,21 @@ class JobStore:
             return None
         settled = settle(current)
         if settled.refusal is not None:
-            ending = Ending(JobStatus.FAILED, settled.refusal)
+            verdict = Verdict(JobStatus.FAILED, settled.refusal)
         now = utcnow()
         with Session(self._engine) as session:
             job = session.get(Job, job_id)
             if job is None or job.status.finished:
                 return None
             job.status, job.message, job.updated, job.finished = (
-                ending.status,
-                ending.message,
+                verdict.status,
+                verdict.message,
                 now,
                 now,
             )
-            if ending.status is JobStatus.SUCCESSFUL:
+            if verdict.status is JobStatus.SUCCESSFUL:
                 job.progress = 100
-            job.results = ending.results
+            job.results = verdict.results
             job.stored_bytes = settled.stored_bytes
             session.add(job)
             session.commit()

@@ -29,7 +29,7 @@ from workflow_api.db import Job, JobStatus, utcnow
 from workflow_api.execution.dispatch import Dispatcher
 from workflow_api.execution.job_inputs import JobInputs
 from workflow_api.execution.job_storage import JobStorage, Settlement
-from workflow_api.execution.job_store import Ending, JobStore, process_identity
+from workflow_api.execution.job_store import JobStore, Verdict, process_identity
 from workflow_api.execution.manifests import ManifestBuilder
 from workflow_api.execution.notifications import Notifier
 from workflow_api.execution.outcomes import judge_outcome
@@ -45,7 +45,7 @@ from workflow_contracts.environment import literal_variables
 log = logging.getLogger(__name__)
 
 RESTARTED_MESSAGE = "the workflow-api restarted while this job was running; the job was stopped"
-DISMISSED = Ending(JobStatus.DISMISSED, "dismissed")
+DISMISSED = Verdict(JobStatus.DISMISSED, "dismissed")
 Catalog = Callable[[str], WorkflowAsset | None]
 
 
@@ -171,7 +171,7 @@ class JobManager:
         if asset is not None:
             refusal = self._runner.refusal(asset)
         if asset is None or refusal is not None:
-            await self._finish(job_id, Ending(JobStatus.FAILED, refusal or ""))
+            await self._finish(job_id, Verdict(JobStatus.FAILED, refusal or ""))
             return
         if not resumed:
             self._notify(job, "inProgressUri", status_info(job, self._base_url))
@@ -183,7 +183,7 @@ class JobManager:
                 await self._finish_if_dismissed(job_id)
                 raise
             except PermanentError as error:
-                await self._finish(job_id, Ending(JobStatus.FAILED, error.reason))
+                await self._finish(job_id, Verdict(JobStatus.FAILED, error.reason))
                 return
         run = self._job_run(job_id, asset, launch, resumed)
         try:
@@ -226,7 +226,7 @@ class JobManager:
         if self._dispatch.dismissing(job_id):
             await self._finish(job_id, DISMISSED)
 
-    async def _finish(self, job_id: str, ending: Ending, *, refused: str | None = None) -> None:
+    async def _finish(self, job_id: str, verdict: Verdict, *, refused: str | None = None) -> None:
         """Settle the job's storage and record its end (unless it has ended already), then
         tell the subscriber."""
 
@@ -234,7 +234,7 @@ class JobManager:
             asset = self._catalog(current.process_id)
             return self._storage.settle(job_id, asset, refused=refused)
 
-        job = await asyncio.to_thread(self._jobs.finish, job_id, ending, settle)
+        job = await asyncio.to_thread(self._jobs.finish, job_id, verdict, settle)
         if job is not None:
             log.info("job %s is %s: %s", job_id, job.status.value, job.message)
             self._notify_finished(job)

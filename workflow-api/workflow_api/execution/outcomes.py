@@ -11,37 +11,39 @@ from __future__ import annotations
 from typing import Any
 
 from workflow_api.db import JobStatus
-from workflow_api.execution.job_store import Ending
+from workflow_api.execution.job_store import Verdict
 from workflow_api.execution.runner import Outcome
 from workflow_contracts.asset import WorkflowAsset
 from workflow_contracts.manifest import PushOutReport
 
 
-def judge_outcome(asset: WorkflowAsset, outcome: Outcome) -> Ending:
-    ending = _verdict(asset, outcome)
+def judge_outcome(asset: WorkflowAsset, outcome: Outcome) -> Verdict:
+    verdict = _decide(asset, outcome)
     if outcome.note:
-        return Ending(ending.status, f"{ending.message} ({outcome.note})", ending.results)
-    return ending
+        return Verdict(verdict.status, f"{verdict.message} ({outcome.note})", verdict.results)
+    return verdict
 
 
-def _verdict(asset: WorkflowAsset, outcome: Outcome) -> Ending:
+def _decide(asset: WorkflowAsset, outcome: Outcome) -> Verdict:
     report = outcome.report
     results = _results(asset, report) if report is not None else None
     refused = report.refused if report is not None else None  # outputs deleted: see JobStorage
     failure = refused or outcome.error
     if failure is not None:
-        return Ending(JobStatus.FAILED, failure, None if refused else results)
+        return Verdict(JobStatus.FAILED, failure, None if refused else results)
     if outcome.exit_code != 0:
-        return Ending(JobStatus.FAILED, f"the worker exited with code {outcome.exit_code}", results)
+        return Verdict(
+            JobStatus.FAILED, f"the worker exited with code {outcome.exit_code}", results
+        )
     if report is None:
-        return Ending(JobStatus.FAILED, "the outputs were not stored", results)
+        return Verdict(JobStatus.FAILED, "the outputs were not stored", results)
     if report.failed:
         failed = ", ".join(f"{i!r} ({reason})" for i, reason in sorted(report.failed.items()))
-        return Ending(JobStatus.FAILED, f"outputs could not be stored: {failed}", results)
+        return Verdict(JobStatus.FAILED, f"outputs could not be stored: {failed}", results)
     if report.missing:
         missing = ", ".join(repr(i) for i in report.missing)
-        return Ending(JobStatus.FAILED, f"declared outputs were not produced: {missing}", results)
-    return Ending(JobStatus.SUCCESSFUL, "finished", results)
+        return Verdict(JobStatus.FAILED, f"declared outputs were not produced: {missing}", results)
+    return Verdict(JobStatus.SUCCESSFUL, "finished", results)
 
 
 def _results(asset: WorkflowAsset, report: PushOutReport) -> dict[str, Any]:
