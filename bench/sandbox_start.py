@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from workflow_api.execution.limits import JobCgroups
-from workflow_api.execution.workers import WorkerLauncher
+from workflow_api.execution.local.limits import JobCgroups
+from workflow_api.execution.local.workers import WorkerLauncher
 from workflow_common.sandbox import BubblewrapPolicy
 from workflow_contracts.asset import WorkflowAsset
 

@@ -21,7 +21,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio.to_thread
 import httpcore
@@ -32,6 +32,10 @@ from data_sidecar.errors import SidecarError
 
 NO_ANSWER = "no answer (no connection, a timeout or a broken response)"
 SocketOptions = Iterable[Any] | None
+ConnectFailure = httpcore.ConnectError | httpcore.ConnectTimeout
+CONNECT_ERRORS = (httpcore.ConnectError, httpcore.ConnectTimeout)
+# No proxy from the environment (it would resolve the name itself), redirects hop by hop here.
+_CLIENT_OPTIONS: dict[str, Any] = {"trust_env": False, "follow_redirects": False}
 
 
 class EgressFailedError(SidecarError):
@@ -41,6 +45,11 @@ class EgressFailedError(SidecarError):
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+def too_slow(seconds: float) -> EgressFailedError:
+    """An exchange outlasted its deadline: not retried (the next attempt would be as slow)."""
+    return EgressFailedError(f"took longer than {seconds:g} s", retryable=False)
 
 
 class Deadline:
@@ -56,7 +65,7 @@ class Deadline:
 
     def check(self) -> None:
         if self.remaining() <= 0:
-            raise EgressFailedError(f"took longer than {self.seconds:g} s", retryable=False)
+            raise too_slow(self.seconds)
 
     def timeout(self) -> httpx.Timeout:
         self.check()
@@ -74,12 +83,30 @@ class Deadline:
         )
 
 
-class PinnedBackend(httpcore.NetworkBackend):
-    """Opens each TCP connection to an address `policy` checked for that host."""
+class _Pinning:
+    """What both backends decide alike: which addresses a host may be reached at (the policy's
+    checked ones, in its order), that the last connect failure is the one reported when none
+    answers, and that a unix socket is never a destination. They differ only in the I/O."""
 
     def __init__(self, policy: EgressPolicy, resolver: Resolver) -> None:
         self._policy = policy
         self._resolver = resolver
+
+    def _addresses(self, host: str, port: int) -> list[str]:
+        return [
+            str(address) for address in self._policy.checked_addresses(host, port, self._resolver)
+        ]
+
+    @staticmethod
+    def _refuse_unix_socket() -> NoReturn:
+        raise EgressRefusedError("unix sockets are not an egress destination")
+
+
+class PinnedBackend(_Pinning, httpcore.NetworkBackend):
+    """Opens each TCP connection to an address `policy` checked for that host."""
+
+    def __init__(self, policy: EgressPolicy, resolver: Resolver) -> None:
+        super().__init__(policy, resolver)
         self._inner = httpcore.SyncBackend()
 
     def connect_tcp(
@@ -90,14 +117,13 @@ class PinnedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: SocketOptions = None,
     ) -> httpcore.NetworkStream:
-        addresses = self._policy.checked_addresses(host, port, self._resolver)
-        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
-        for address in addresses:
+        failure: ConnectFailure | None = None
+        for address in self._addresses(host, port):
             try:
                 return self._inner.connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
+                    address, port, timeout, local_address, socket_options
                 )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+            except CONNECT_ERRORS as error:
                 failure = error
         assert failure is not None
         raise failure
@@ -105,18 +131,17 @@ class PinnedBackend(httpcore.NetworkBackend):
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: SocketOptions = None
     ) -> httpcore.NetworkStream:
-        raise EgressRefusedError("unix sockets are not an egress destination")
+        self._refuse_unix_socket()
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
 
 
-class AsyncPinnedBackend(httpcore.AsyncNetworkBackend):
+class AsyncPinnedBackend(_Pinning, httpcore.AsyncNetworkBackend):
     """`PinnedBackend` for asyncio; the lookup runs in a worker thread."""
 
     def __init__(self, policy: EgressPolicy, resolver: Resolver) -> None:
-        self._policy = policy
-        self._resolver = resolver
+        super().__init__(policy, resolver)
         self._inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -127,16 +152,13 @@ class AsyncPinnedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: SocketOptions = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await anyio.to_thread.run_sync(
-            self._policy.checked_addresses, host, port, self._resolver
-        )
-        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
-        for address in addresses:
+        failure: ConnectFailure | None = None
+        for address in await anyio.to_thread.run_sync(self._addresses, host, port):
             try:
                 return await self._inner.connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
+                    address, port, timeout, local_address, socket_options
                 )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+            except CONNECT_ERRORS as error:
                 failure = error
         assert failure is not None
         raise failure
@@ -144,7 +166,7 @@ class AsyncPinnedBackend(httpcore.AsyncNetworkBackend):
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: SocketOptions = None
     ) -> httpcore.AsyncNetworkStream:
-        raise EgressRefusedError("unix sockets are not an egress destination")
+        self._refuse_unix_socket()
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
@@ -158,30 +180,29 @@ def guarded_client(
 ) -> httpx.Client:
     """A client whose every connection passes `policy`; redirects are left to `open_guarded`.
     `ssl_context`: the default verifies against certifi's CAs."""
-    context = ssl_context or httpx.create_ssl_context(trust_env=False)
+    context = ssl_context or _default_ssl_context()
     transport = httpx.HTTPTransport(verify=context, trust_env=False)
     # httpx has no public knob for the network backend: the pool is rebuilt with the pinned one.
     transport._pool = httpcore.ConnectionPool(
-        ssl_context=context,
-        network_backend=PinnedBackend(policy, resolver),
+        ssl_context=context, network_backend=PinnedBackend(policy, resolver)
     )
-    return httpx.Client(
-        transport=transport, timeout=timeout, trust_env=False, follow_redirects=False
-    )
+    return httpx.Client(transport=transport, timeout=timeout, **_CLIENT_OPTIONS)
 
 
 def guarded_async_client(
     policy: EgressPolicy, timeout: httpx.Timeout, resolver: Resolver = system_resolver
 ) -> httpx.AsyncClient:
-    context = httpx.create_ssl_context(trust_env=False)
+    """`guarded_client` for asyncio (the subscriber callbacks)."""
+    context = _default_ssl_context()
     transport = httpx.AsyncHTTPTransport(verify=context, trust_env=False)
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=context,
-        network_backend=AsyncPinnedBackend(policy, resolver),
+        ssl_context=context, network_backend=AsyncPinnedBackend(policy, resolver)
     )
-    return httpx.AsyncClient(
-        transport=transport, timeout=timeout, trust_env=False, follow_redirects=False
-    )
+    return httpx.AsyncClient(transport=transport, timeout=timeout, **_CLIENT_OPTIONS)
+
+
+def _default_ssl_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context(trust_env=False)
 
 
 @contextmanager
@@ -248,9 +269,7 @@ async def post_guarded(
             async with _astream(client, url, body) as response:
                 return response.status_code
     except TimeoutError as error:
-        raise EgressFailedError(
-            f"took longer than {deadline_seconds:g} s", retryable=False
-        ) from error
+        raise too_slow(deadline_seconds) from error
     except httpx.TransportError as error:
         raise EgressFailedError(NO_ANSWER) from error
 

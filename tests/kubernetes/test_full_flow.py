@@ -85,7 +85,7 @@ from tests.kubernetes.stage import (
 )
 from tests.provisioner.harness import RunningProvisioner, start_provisioner
 from tests.workflow_api.apis import DUMMY_ASSETS, bound_socket
-from workflow_api.execution.kubernetes_objects import job_name
+from workflow_api.execution.kubernetes.objects import job_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.minio]
 

@@ -22,8 +22,8 @@ from tests.kubernetes.manifests import (
     check_quantity,
     validate,
 )
-from workflow_api.execution import kubernetes_objects as objects
-from workflow_api.execution.kubernetes_objects import JobSpec, JobTemplate, Toleration
+from workflow_api.execution.kubernetes import objects
+from workflow_api.execution.kubernetes.objects import JobSpec, JobTemplate, Toleration
 from workflow_contracts import kubernetes_names
 from workflow_contracts.asset import AssetInput, ExecutionUnit, Resources
 from workflow_contracts.environment import UndeclaredVariableError

@@ -49,7 +49,7 @@ from tests.workflow_api.apis import (
     wait_for_job,
 )
 from workflow_api.app import create_app
-from workflow_api.execution.kubernetes_objects import job_name, job_selector
+from workflow_api.execution.kubernetes.objects import job_name, job_selector
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from kubernetes import client
 
-from workflow_api.execution import kubernetes_status as status
+from workflow_api.execution.kubernetes import status
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

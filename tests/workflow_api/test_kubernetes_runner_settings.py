@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from workflow_api.execution.kubernetes_runner import KubernetesJobRunner
+from workflow_api.execution.kubernetes.runner import KubernetesJobRunner
 from workflow_api.services import _make_runner
 from workflow_api.settings import Settings
 from workflow_api.storage.filesystem import FilesystemStore

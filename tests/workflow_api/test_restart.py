@@ -24,7 +24,7 @@ from tests.workflow_api.apis import (
 )
 from tests.workflow_api.test_execution import _alive, _tree
 from workflow_api.db import Job
-from workflow_api.execution.limits import JobCgroups
+from workflow_api.execution.local.limits import JobCgroups
 from workflow_api.execution.manager import RESTARTED_MESSAGE
 
 

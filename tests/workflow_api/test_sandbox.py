@@ -23,7 +23,7 @@ import yaml
 
 from tests.fixtures.sandbox import OTHER_WORKER_UID, TEST_WORKER_UID, require_sandbox
 from tests.workflow_api.apis import RunningApi, execute, wait_for_job
-from workflow_api.execution.limits import JobCgroups
+from workflow_api.execution.local.limits import JobCgroups
 
 WORKER = Path(__file__).with_name("hostile_worker.py")
 FAILED_OPEN = {"FileNotFoundError", "PermissionError"}

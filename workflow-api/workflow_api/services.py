@@ -15,12 +15,14 @@ from workflow_api.assets import AssetRegistry
 from workflow_api.auth import JwksSource, TokenVerifier
 from workflow_api.db import make_engine
 from workflow_api.execution.env_files import RemoteEnvFiles
+from workflow_api.execution.job_inputs import JobInputs
 from workflow_api.execution.job_storage import JobStorage
-from workflow_api.execution.local import LocalJobRunner
+from workflow_api.execution.local.runner import LocalJobRunner
+from workflow_api.execution.local.workers import WorkerLauncher
 from workflow_api.execution.manager import JobManager
+from workflow_api.execution.manifests import ManifestBuilder
 from workflow_api.execution.notifications import Notifier
 from workflow_api.execution.runner import JobRunner
-from workflow_api.execution.workers import WorkerLauncher
 from workflow_api.inputs import FileSource, InputResolver
 from workflow_api.quota import QuotaLedger
 from workflow_api.settings import Settings
@@ -60,15 +62,17 @@ def _make_runner(
             poll_seconds=settings.progress_poll_seconds,
             max_log_size=settings.max_job_log_size,
             resolver=resolver,
-            launcher=_make_launcher(settings),
+            launcher=_make_worker_launcher(settings),
         ),
         "kubernetes": lambda: _make_kubernetes_runner(settings, store),
     }
     return runners[settings.runner]()
 
 
-def _make_launcher(settings: Settings) -> WorkerLauncher:
-    """The sandbox is checked by running it once: a broken one stops the start-up here."""
+def _make_worker_launcher(settings: Settings) -> WorkerLauncher:
+    """What starts the local runner's worker processes: inside the bubblewrap sandbox, which is
+    checked here by running it once (a broken one stops the start-up), or unconfined when
+    `WORKFLOW_API_SANDBOX=none`."""
     if settings.sandbox == "none":
         log.error(
             "WORKFLOW_API_SANDBOX=none: workers run unconfined with this API's rights"
@@ -91,8 +95,8 @@ def _make_launcher(settings: Settings) -> WorkerLauncher:
 
 def _make_kubernetes_runner(settings: Settings, store: ObjectStore) -> JobRunner:
     """Imported here: the `kubernetes` client is an optional dependency of this runner only."""
-    from workflow_api.execution.kubernetes_objects import JobTemplate, Toleration  # noqa: PLC0415
-    from workflow_api.execution.kubernetes_runner import KubernetesJobRunner  # noqa: PLC0415
+    from workflow_api.execution.kubernetes.objects import JobTemplate, Toleration  # noqa: PLC0415
+    from workflow_api.execution.kubernetes.runner import KubernetesJobRunner  # noqa: PLC0415
     from workflow_common.kubernetes import (  # noqa: PLC0415
         ClusterApi,
         connect,
@@ -171,24 +175,33 @@ def build_services(settings: Settings, resolver: Resolver = system_resolver) -> 
         policy=egress,
         resolver=resolver,
     )
+    storage = JobStorage(ledger, store)
     jobs = JobManager(
         engine=engine,
         catalog=catalog.get,
         store=store,
-        storage=JobStorage(ledger, store),
+        storage=storage,
         runner=_make_runner(settings, store, resolver),
         notifier=notifier,
         base_url=settings.base_url,
         max_running=settings.max_running_jobs,
-        signed_url_ttl=ttl,
-        signed_url_margin=timedelta(seconds=settings.kubernetes_push_out_grace_seconds + 900),
-        archive_limits=ArchiveLimits(
-            max_total_size=settings.archive_max_total_size,
-            max_files=settings.archive_max_files,
+        manifests=ManifestBuilder(
+            store=store,
+            storage=storage,
+            ttl=ttl,
+            margin=timedelta(seconds=settings.kubernetes_push_out_grace_seconds + 900),
+            archive_limits=ArchiveLimits(
+                max_total_size=settings.archive_max_total_size,
+                max_files=settings.archive_max_files,
+            ),
+            max_log_size=settings.max_job_log_size,
+            egress_rules=egress.rules(settings.egress_input_deadline_seconds),
         ),
-        max_log_size=settings.max_job_log_size,
-        env_files=RemoteEnvFiles(egress, settings.egress_env_file_deadline_seconds, resolver),
-        egress_rules=egress.rules(settings.egress_input_deadline_seconds),
+        inputs=JobInputs(
+            store,
+            storage,
+            RemoteEnvFiles(egress, settings.egress_env_file_deadline_seconds, resolver),
+        ),
     )
     keys_source = JwksSource(
         file=settings.jwks_file,

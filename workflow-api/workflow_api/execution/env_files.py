@@ -12,12 +12,14 @@ import httpx
 from data_sidecar.egress import EgressPolicy, EgressRefusedError, Resolver, system_resolver
 from data_sidecar.egress_http import Deadline, EgressFailedError, guarded_client, read_limited
 from data_sidecar.transport import safe_url
+from workflow_common.retry import PermanentError
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
-class RemoteEnvFileError(Exception):
-    """One env-file href could not be read; the message says why, without the URL's query."""
+class RemoteEnvFileError(PermanentError):
+    """One env-file href could not be read; the message says why, without the URL's query.
+    Permanent: the job that needs it fails (the href is read once, at the job's start)."""
 
 
 class RemoteEnvFiles:

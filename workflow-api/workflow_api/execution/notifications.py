@@ -5,6 +5,10 @@ URI's host is not an allowed destination, connected to the address that was chec
 redirects followed, each attempt bounded by the timeout as a whole. Delivery is retried with
 backoff on no answer, 5xx and 429; a failure is logged and never touches the job. Deliveries run
 as tasks owned by the notifier and are cancelled when it closes.
+
+One attempt (`_post`) translates what the egress client and the subscriber answered into the
+retry taxonomy: `TemporaryError` (no answer, 5xx, 429) is tried again, `PermanentError` (the
+policy refused the URI, the deadline passed) ends the delivery.
 """
 
 from __future__ import annotations
@@ -14,30 +18,19 @@ import logging
 from typing import Any
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from data_sidecar.egress import EgressPolicy, EgressRefusedError, Resolver, system_resolver
 from data_sidecar.egress_http import EgressFailedError, guarded_async_client, post_guarded
 from data_sidecar.transport import safe_url
+from workflow_common.retry import PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)
 TOO_MANY_REQUESTS = 429
 
 
-class _RetryableStatus(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
-
-
-def _retryable(error: BaseException) -> bool:
-    if isinstance(error, EgressFailedError):
-        return error.retryable
-    return isinstance(error, _RetryableStatus)
+class _RefusedError(PermanentError):
+    """The egress policy refuses the subscriber's URI: nothing was sent."""
 
 
 class Notifier:
@@ -69,25 +62,34 @@ class Notifier:
         where = safe_url(uri)
         try:
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception(_retryable),
+                retry=retry_if_exception_type(TemporaryError),
                 stop=stop_after_attempt(self._attempts),
                 wait=wait_exponential(multiplier=0.5, max=self._max_wait),
                 reraise=True,
             ):
                 with attempt:
-                    status = await post_guarded(
-                        self._client, self._policy, uri, body, self._timeout
-                    )
-                    if status >= 500 or status == TOO_MANY_REQUESTS:
-                        raise _RetryableStatus(status)
+                    status = await self._post(uri, body)
                     if not 200 <= status < 300:
                         log.warning(
                             "subscriber %s for job %s answered HTTP %d", where, job_id, status
                         )
-        except EgressRefusedError as error:
+        except _RefusedError as error:
             log.warning("subscriber %s for job %s refused: %s", where, job_id, error)
-        except (EgressFailedError, _RetryableStatus) as error:
+        except (TemporaryError, PermanentError) as error:
             log.warning("subscriber notification to %s for job %s failed: %s", where, job_id, error)
+
+    async def _post(self, uri: str, body: dict[str, Any]) -> int:
+        """One attempt: the answer's status if it is final (2xx or a 4xx other than 429)."""
+        try:
+            status = await post_guarded(self._client, self._policy, uri, body, self._timeout)
+        except EgressRefusedError as error:
+            raise _RefusedError(str(error)) from error
+        except EgressFailedError as error:
+            kind = TemporaryError if error.retryable else PermanentError
+            raise kind(str(error)) from error
+        if status >= 500 or status == TOO_MANY_REQUESTS:
+            raise TemporaryError(f"HTTP {status}")
+        return status
 
     async def drain(self, timeout: float) -> None:
         """Wait a little for pending deliveries (tests, shutdown)."""

@@ -18,7 +18,7 @@ from workflow_api.errors import (
     ResultNotReadyError,
 )
 from workflow_api.ogc import results_document, status_info
-from workflow_api.routes.paging import Limit, Offset, page_links
+from workflow_api.routes.paging import Limit, Offset, page_links, page_of
 from workflow_api.storage import base as keys
 from workflow_common.clock import as_utc, utcnow
 
@@ -66,14 +66,9 @@ def list_jobs(
         jobs = list(session.exec(query))
     if minDuration is not None or maxDuration is not None:
         jobs = [job for job in jobs if _within(job, minDuration, maxDuration, bool(statuses))]
-    page = jobs[offset : offset + limit]
     base_url = services.settings.base_url
-    return {
-        "jobs": [status_info(job, base_url) for job in page],
-        "links": page_links(
-            request, base_url, limit=limit, offset=offset, has_more=offset + limit < len(jobs)
-        ),
-    }
+    page, links = page_of(jobs, request, base_url, limit=limit, offset=offset)
+    return {"jobs": [status_info(job, base_url) for job in page], "links": links}
 
 
 @router.get("/jobs/{job_id}")

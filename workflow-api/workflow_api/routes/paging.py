@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import Query, Request
@@ -13,6 +14,16 @@ from workflow_api.ogc import link
 MAX_OFFSET = 1_000_000_000
 Limit = Annotated[int, Query(ge=1, le=10_000, description="page size")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")]
+Item = TypeVar("Item")
+
+
+def page_of(
+    items: Sequence[Item], request: Request, base_url: str, *, limit: int, offset: int
+) -> tuple[Sequence[Item], list[dict[str, Any]]]:
+    """The page of `items` (all of them, in order) at `offset`, and its links."""
+    has_more = offset + limit < len(items)
+    links = page_links(request, base_url, limit=limit, offset=offset, has_more=has_more)
+    return items[offset : offset + limit], links
 
 
 def page_links(

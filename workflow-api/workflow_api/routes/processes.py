@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from workflow_api.deps import ConsumerDep, ServicesDep
 from workflow_api.inputs import ExecuteRequest
 from workflow_api.ogc import process_description, process_summary, status_info
-from workflow_api.routes.paging import Limit, Offset, page_links
+from workflow_api.routes.paging import Limit, Offset, page_of
 
 router = APIRouter(tags=["processes"])
 
@@ -20,14 +20,8 @@ def list_processes(
     request: Request, services: ServicesDep, _: ConsumerDep, limit: Limit = 10, offset: Offset = 0
 ) -> dict[str, Any]:
     base_url = services.settings.base_url
-    visible = services.assets.visible()
-    page = visible[offset : offset + limit]
-    return {
-        "processes": [process_summary(asset, base_url) for asset in page],
-        "links": page_links(
-            request, base_url, limit=limit, offset=offset, has_more=offset + limit < len(visible)
-        ),
-    }
+    page, links = page_of(services.assets.visible(), request, base_url, limit=limit, offset=offset)
+    return {"processes": [process_summary(asset, base_url) for asset in page], "links": links}
 
 
 @router.get("/processes/{process_id}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from workflow_api.execution.kubernetes_objects import (
+from workflow_api.execution.kubernetes.objects import (
     SIDECAR_CONTAINER,
     STAGE_IN_CONTAINER,
     WORKER_CONTAINER,
@@ -102,6 +102,20 @@ def refusal(events: list[Any]) -> str | None:
     if "exceeded quota" in message:
         return f"the consumer's resource quota does not allow this job: {message}"
     return f"Kubernetes refused to create the job's pod: {message}"
+
+
+def newest(pods: list[Any]) -> Any | None:
+    """The Job's latest pod (with `backoffLimit: 0` there is one, a replacement at most)."""
+    if not pods:
+        return None
+    return max(pods, key=lambda pod: pod.metadata.creation_timestamp.timestamp())
+
+
+def worker_done(pod: Any) -> bool:
+    """The worker has ended, or will never start because stage-in failed."""
+    stage_in = terminated(pod, STAGE_IN_CONTAINER)
+    failed_stage_in = stage_in is not None and stage_in.exit_code != 0
+    return failed_stage_in or terminated(pod, WORKER_CONTAINER) is not None
 
 
 def _event_time(event: Any) -> Any:

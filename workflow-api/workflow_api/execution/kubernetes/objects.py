@@ -23,6 +23,9 @@ process namespace would need the worker's pid, a polling loop, and more privileg
 Every container runs as a non-root user with a read-only root filesystem, no privilege
 escalation and no capabilities; writable places are emptyDirs. No service account token is
 mounted and no storage credential enters the pod: only the manifest's signed URLs.
+
+A little over 300 lines, on purpose: the builders of one pod (names and labels, containers,
+volumes, the Secret) are small and are read together, as the pod they make.
 """
 
 from __future__ import annotations

@@ -1,17 +1,17 @@
 """The Kubernetes job runner: each job as one `batch/v1` Job in the consumer's namespace.
 
     start     create the Job `wfjob-<job id>` (a 409 means an earlier attempt made it: adopt it),
-              then the Secret with the manifest, owned by the Job (see `kubernetes_objects`)
+              then the Secret with the manifest, owned by the Job (see `objects`)
     follow    every `poll_seconds`: the Job, its pod (by the job-id label) and the progress line
               the sidecar uploads into storage; a pod that cannot start (image, configuration) or
               that the Job controller cannot create (quota, admission) ends the job at once
     end       the worker's log is read (`pods/log`) and stored as soon as the worker has ended,
               while push-out still runs in the sidecar and before the pod can go (see
-              `kubernetes_artifacts`); a running worker's log is also copied every
+              `artifacts`); a running worker's log is also copied every
               `LOG_SNAPSHOT_SECONDS`, kept when the pod goes first (deadline, eviction); once
               the Job is finished, push-out's report is read from
               storage, the ending judged from the pod's container states
-              (`kubernetes_status`), and the Job deleted: its Secret and pod go with it, and
+              (`status`), and the Job deleted: its Secret and pod go with it, and
               finished Jobs count against the namespace's quota (`ttlSecondsAfterFinished` is
               only the safety net for when this API is down)
     dismiss   cancelling `run`: the log is kept, the Job deleted with foreground propagation, its
@@ -35,10 +35,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from workflow_api.execution import kubernetes_status as status
-from workflow_api.execution.kubernetes_artifacts import JobArtifacts
-from workflow_api.execution.kubernetes_objects import (
-    STAGE_IN_CONTAINER,
+from workflow_api.execution.kubernetes import status
+from workflow_api.execution.kubernetes.artifacts import JobArtifacts
+from workflow_api.execution.kubernetes.objects import (
     WORKER_CONTAINER,
     JobSpec,
     JobTemplate,
@@ -118,7 +117,7 @@ class KubernetesJobRunner:
     def live_log(self, job_id: str) -> Path | None:
         """The worker's log so far, fetched now (called from a request thread)."""
         try:
-            pod = _newest(self._api.list_pods(job_selector(job_id)))
+            pod = status.newest(self._api.list_pods(job_selector(job_id)))
         except KubernetesApiError as error:
             log.info("job %s: no live log: %s", job_id, error)
             return None
@@ -190,23 +189,23 @@ class KubernetesJobRunner:
             worker_env=job.env,
         )
         if job.resumed:
-            created = await _io(self._api.read_job, job_name(job.job_id))
+            created = await _in_thread(self._api.read_job, job_name(job.job_id))
         else:
-            created = await _io(self._api.create_job, make_job(spec))
+            created = await _in_thread(self._api.create_job, make_job(spec))
         if created is None:
             return False
-        await _io(self._api.create_secret, make_manifest_secret(spec, created))
+        await _in_thread(self._api.create_secret, make_manifest_secret(spec, created))
         log.info("job %s: following Kubernetes Job %s", job.job_id, created.metadata.name)
         return True
 
     async def _look(self, job: JobRun, watch: _Watch) -> Outcome | None:
         """One look at the Job and its pod: an Outcome once it has ended, else None."""
         name = job_name(job.job_id)
-        found = await _io(self._api.read_job, name)
+        found = await _in_thread(self._api.read_job, name)
         if found is None:
             await self._save_log(job.job_id, watch, GONE_MESSAGE)
             return Outcome(None, GONE_MESSAGE, await self._artifacts.report(job.job_id))
-        pod = _newest(await _io(self._api.list_pods, job_selector(job.job_id)))
+        pod = status.newest(await _in_thread(self._api.list_pods, job_selector(job.job_id)))
         watch.pod = pod or watch.pod
         await self._relay_progress(job, watch)
         if status.finished_condition(found) is not None:
@@ -216,7 +215,7 @@ class KubernetesJobRunner:
             await self._save_log(job.job_id, watch, problem)
             await self._delete(name, "Foreground", wait=True)
             return Outcome(None, problem, None)
-        if pod is not None and not watch.log_saved and _worker_done(pod):
+        if pod is not None and not watch.log_saved and status.worker_done(pod):
             await self._save_log(job.job_id, watch)
         elif pod is not None and status.has_started(pod, WORKER_CONTAINER):
             await self._snapshot_log(job.job_id, watch, pod)
@@ -230,18 +229,18 @@ class KubernetesJobRunner:
         """Why the job cannot go on: a stuck container, or a pod the cluster will not create."""
         if pod is not None:
             return status.stuck_reason(pod)
-        return status.refusal(await _io(self._api.list_events, found.metadata.uid))
+        return status.refusal(await _in_thread(self._api.list_events, found.metadata.uid))
 
     async def _conclude(self, job: JobRun, found: Any, watch: _Watch) -> Outcome:
         """The Job is finished: wait for its pod to stop, keep the log, judge, delete the Job."""
         deadline = asyncio.get_running_loop().time() + self._template.push_out_grace_seconds
-        pods = await _io(self._api.list_pods, job_selector(job.job_id))
+        pods = await _in_thread(self._api.list_pods, job_selector(job.job_id))
         while any(not status.is_terminal(pod) for pod in pods):
             if asyncio.get_running_loop().time() > deadline:
                 break
             await asyncio.sleep(self._poll)
-            pods = await _io(self._api.list_pods, job_selector(job.job_id))
-        watch.pod = _newest(pods) or watch.pod
+            pods = await _in_thread(self._api.list_pods, job_selector(job.job_id))
+        watch.pod = status.newest(pods) or watch.pod
         if not watch.log_saved:
             await self._save_log(job.job_id, watch)
         ending = status.ending(
@@ -268,11 +267,11 @@ class KubernetesJobRunner:
         name = job_name(job_id)
 
         async def stop() -> None:
-            pods = await _io(self._api.list_pods, job_selector(job_id))
-            await self._artifacts.save_log(job_id, _newest(pods), "the job was dismissed")
-            await _io(self._api.delete_job, name, "Foreground")
+            pods = await _in_thread(self._api.list_pods, job_selector(job_id))
+            await self._artifacts.save_log(job_id, status.newest(pods), "the job was dismissed")
+            await _in_thread(self._api.delete_job, name, "Foreground")
             for pod in pods:
-                await _io(self._api.delete_pod, pod.metadata.name, int(self._dismiss_grace))
+                await _in_thread(self._api.delete_pod, pod.metadata.name, int(self._dismiss_grace))
             await self._wait_gone(name)
 
         try:
@@ -282,14 +281,14 @@ class KubernetesJobRunner:
 
     async def _delete(self, name: str, propagation: str, *, wait: bool = False) -> None:
         try:
-            await _io(self._api.delete_job, name, propagation)
+            await _in_thread(self._api.delete_job, name, propagation)
             if wait:
                 await asyncio.wait_for(self._wait_gone(name), DISMISS_WAIT_SECONDS)
         except (TimeoutError, KubernetesApiError) as error:
             log.warning("Job %s not deleted: %s", name, error)
 
     async def _wait_gone(self, name: str) -> None:
-        while await _io(self._api.read_job, name) is not None:
+        while await _in_thread(self._api.read_job, name) is not None:
             await asyncio.sleep(min(self._poll, 0.5))
 
     async def _snapshot_log(self, job_id: str, watch: _Watch, pod: Any) -> None:
@@ -310,18 +309,6 @@ class KubernetesJobRunner:
             await job.on_progress(*parsed)
 
 
-async def _io(function: Callable[..., Result], *arguments: Any) -> Result:
+async def _in_thread(function: Callable[..., Result], *arguments: Any) -> Result:
+    """A blocking `ClusterApi` call (the official client is synchronous), off the event loop."""
     return await asyncio.to_thread(function, *arguments)
-
-
-def _newest(pods: list[Any]) -> Any | None:
-    """The Job's latest pod (with `backoffLimit: 0` there is one, a replacement at most)."""
-    if not pods:
-        return None
-    return max(pods, key=lambda pod: pod.metadata.creation_timestamp.timestamp())
-
-
-def _worker_done(pod: Any) -> bool:
-    stage_in = status.terminated(pod, STAGE_IN_CONTAINER)
-    failed_stage_in = stage_in is not None and stage_in.exit_code != 0
-    return failed_stage_in or status.terminated(pod, WORKER_CONTAINER) is not None

@@ -26,8 +26,8 @@ import httpx
 from data_sidecar import push_out, stage_in
 from data_sidecar.egress import Resolver, system_resolver
 from data_sidecar.errors import SidecarError
+from workflow_api.execution.local.workers import Worker, WorkerLauncher
 from workflow_api.execution.runner import JobRun, Outcome
-from workflow_api.execution.workers import Worker, WorkerLauncher
 from workflow_common.private_files import open_private, private_dir, private_file, workspace_dir
 from workflow_common.proc_identity import ProcessIdentity, signal_group
 from workflow_contracts.asset import WorkflowAsset

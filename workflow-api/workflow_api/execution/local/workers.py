@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from workflow_api.execution.limits import JobCgroups, Limits, apply_rlimits
+from workflow_api.execution.local.limits import JobCgroups, Limits, apply_rlimits
 from workflow_common.proc_identity import group_members
 from workflow_common.sandbox import BubblewrapPolicy, read_info
 from workflow_contracts.asset import LocalNetwork, WorkflowAsset

@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from workflow_api.execution import kubernetes_status as status
-from workflow_api.execution.kubernetes_objects import STAGE_IN_CONTAINER, WORKER_CONTAINER
+from workflow_api.execution.kubernetes import status
+from workflow_api.execution.kubernetes.objects import STAGE_IN_CONTAINER, WORKER_CONTAINER
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore, SignedUpload
 from workflow_common.kubernetes import ClusterApi, KubernetesApiError

@@ -1,0 +1,1 @@
+"""The local job runner: workers as sandboxed process groups on this host."""
