@@ -10,23 +10,23 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 
-from provisioner.consumer_storage import ConsumerStorage, NoConsumerStorage
-from provisioner.credentials import CredentialSecrets
-from provisioner.db import make_engine
 from provisioner.deployers.base import Deployer
-from provisioner.deployers.local import LocalDeployer
-from provisioner.deployers.local_sandbox import LocalSandbox
+from provisioner.deployers.local.deployer import LocalDeployer
+from provisioner.deployers.local.sandbox import LocalSandbox
 from provisioner.edc.callbacks import CallbackClient
+from provisioner.edc.handover import Handover
+from provisioner.edc.intake import Intake
 from provisioner.edc.management import ManagementClient, ManagementError
 from provisioner.edc.offering import OfferTarget
 from provisioner.edc.publisher import OfferingClient, StartupPublisher
-from provisioner.handover import Handover
-from provisioner.intake import Intake
+from provisioner.grants.models import make_engine
 from provisioner.metrics import Metrics
-from provisioner.reconciler import Reconciler
+from provisioner.reconciler.loop import Reconciler
 from provisioner.settings import Settings
 from provisioner.slugs import consumer_slug
-from provisioner.tokens import TokenService
+from provisioner.storage.consumer import ConsumerStorage, NoConsumerStorage
+from provisioner.storage.credentials import CredentialSecrets
+from provisioner.tokens.issuing import TokenService
 from provisioner.workflow_apis import WorkflowApiClient
 from workflow_api.private_files import private_dir
 from workflow_api.signing_keys import SigningKey
@@ -85,7 +85,7 @@ def make_consumer_storage(settings: Settings, secrets: CredentialSecrets) -> Con
     if settings.storage != "s3":
         return NoConsumerStorage()
     # Imported here: the minio client costs start-up time that filesystem storage does not need.
-    from provisioner.s3_storage import MinioUserStorage, SharedBucketStorage  # noqa: PLC0415
+    from provisioner.storage.s3 import MinioUserStorage, SharedBucketStorage  # noqa: PLC0415
 
     assert settings.s3_access_key is not None and settings.s3_secret_key is not None
     assert settings.s3_endpoint is not None and settings.s3_bucket is not None
@@ -148,7 +148,7 @@ def offering_client(settings: Settings) -> OfferingClient:
 def _make_deployer(settings: Settings, storage: ConsumerStorage) -> Deployer:
     def kubernetes() -> Deployer:
         # Imported here: the kubernetes package is an optional dependency.
-        from provisioner.deployers.kubernetes_settings import (  # noqa: PLC0415
+        from provisioner.deployers.kubernetes.settings import (  # noqa: PLC0415
             make_kubernetes_deployer,
         )
 

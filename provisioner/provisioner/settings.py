@@ -26,7 +26,7 @@ def _check_secret(name: str, value: SecretStr | None, *, minimum: int) -> None:
 
 def _check_kubernetes_settings(settings: Settings) -> None:
     try:  # the kubernetes package is an optional dependency: imported only when chosen
-        from provisioner.deployers.kubernetes_settings import check_settings  # noqa: PLC0415
+        from provisioner.deployers.kubernetes.settings import check_settings  # noqa: PLC0415
     except ImportError as error:
         raise ValueError(
             f"deployer 'kubernetes' needs the kubernetes package ({error});"

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import httpx
 
-from provisioner.tokens import TokenService
+from provisioner.tokens.issuing import TokenService
 
 
 class WorkflowApiError(Exception):

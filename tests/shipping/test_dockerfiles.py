@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.deployers import kubernetes_objects
+from provisioner.deployers.kubernetes import objects as kubernetes_objects
 from provisioner.settings import Settings as ProvisionerSettings
 from tests.shipping.dockerfiles import (
     DOCKERFILES,

@@ -15,7 +15,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from provisioner.deployers.kubernetes_rbac import Rule, provisioner_rules, runner_rules
+from provisioner.deployers.kubernetes.rbac import Rule, provisioner_rules, runner_rules
 from provisioner.settings import Settings
 from tests.shipping.helm import (
     ASSETS,

@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from provisioner.consumer_storage import ConsumerStorage
 from provisioner.deployers.base import ConsumerSpec
-from provisioner.deployers.kubernetes import KubernetesDeployer
-from provisioner.deployers.kubernetes_api import KubernetesApi
-from provisioner.deployers.kubernetes_config import KubernetesDeployerConfig
-from provisioner.deployers.kubernetes_objects import ApiEgressSpec, QuotaSpec, Resources
+from provisioner.deployers.kubernetes.api import KubernetesApi
+from provisioner.deployers.kubernetes.config import KubernetesDeployerConfig
+from provisioner.deployers.kubernetes.deployer import KubernetesDeployer
+from provisioner.deployers.kubernetes.objects import ApiEgressSpec, QuotaSpec, Resources
+from provisioner.storage.consumer import ConsumerStorage
 from workflow_api.execution.kubernetes_api import connect
 
 if TYPE_CHECKING:

@@ -26,7 +26,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from provisioner.db import Consumer, ConsumerState, Flavour, Grant, GrantState, as_utc, utcnow
 from provisioner.deployers.base import ConsumerSpec, Deployer, admin_endpoint
 from provisioner.edc.callbacks import (
     CallbackClient,
@@ -37,9 +36,18 @@ from provisioner.edc.callbacks import (
     CallbackUnauthorizedError,
 )
 from provisioner.edc.management import ManagementError
+from provisioner.grants.models import (
+    Consumer,
+    ConsumerState,
+    Flavour,
+    Grant,
+    GrantState,
+    as_utc,
+    utcnow,
+)
 from provisioner.metrics import Metrics
 from provisioner.slugs import consumer_slug
-from provisioner.tokens import workflow_api_audience
+from provisioner.tokens.issuing import workflow_api_audience
 from provisioner.workflow_apis import WorkflowApiClient, WorkflowApiError
 
 log = logging.getLogger(__name__)

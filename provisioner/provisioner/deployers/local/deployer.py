@@ -37,9 +37,9 @@ from typing import Any, TypeGuard
 
 import httpx
 
-from provisioner.consumer_storage import ConsumerStorage, ConsumerStorageError, NoConsumerStorage
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
-from provisioner.deployers.local_sandbox import LocalSandbox
+from provisioner.deployers.local.sandbox import LocalSandbox
+from provisioner.storage.consumer import ConsumerStorage, ConsumerStorageError, NoConsumerStorage
 from workflow_api.private_files import open_private, private_dir, write_private
 from workflow_api.processes import ProcessIdentity, child_groups, process_stat, signal_group
 

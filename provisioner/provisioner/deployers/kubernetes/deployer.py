@@ -35,17 +35,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from provisioner.consumer_storage import ConsumerStorage, ConsumerStorageError, NoConsumerStorage
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
-from provisioner.deployers.kubernetes_api import KubernetesApi, KubernetesApiError
-from provisioner.deployers.kubernetes_config import KubernetesDeployerConfig
-from provisioner.deployers.kubernetes_objects import (
+from provisioner.deployers.kubernetes.api import KubernetesApi, KubernetesApiError
+from provisioner.deployers.kubernetes.config import KubernetesDeployerConfig
+from provisioner.deployers.kubernetes.objects import (
     API_NAME,
     CONSUMER_ID_ANNOTATION,
     internal_url,
     make_consumer_objects,
 )
-from provisioner.deployers.kubernetes_status import describe_failure, rollout_complete
+from provisioner.deployers.kubernetes.status import describe_failure, rollout_complete
+from provisioner.storage.consumer import ConsumerStorage, ConsumerStorageError, NoConsumerStorage
 
 log = logging.getLogger(__name__)
 

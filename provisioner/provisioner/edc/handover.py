@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from provisioner.credentials import CredentialSecrets
-from provisioner.db import Consumer, ConsumerState, Flavour, Grant, GrantState, as_utc
 from provisioner.edc import wire
 from provisioner.errors import NotFoundError
-from provisioner.tokens import TokenService, workflow_api_audience
+from provisioner.grants.models import Consumer, ConsumerState, Flavour, Grant, GrantState, as_utc
+from provisioner.storage.credentials import CredentialSecrets
+from provisioner.tokens.issuing import TokenService, workflow_api_audience
 
 LIVE = [GrantState.PROVISIONING, GrantState.ACTIVE]
 

@@ -15,9 +15,9 @@ from minio.credentials.providers import StaticProvider
 from minio.deleteobjects import DeleteObject
 from minio.error import MinioAdminException, MinioException
 
-from provisioner.consumer_storage import ConsumerStorageError
 from provisioner.deployers.base import ConsumerSpec
 from provisioner.slugs import prefixed_label
+from provisioner.storage.consumer import ConsumerStorageError
 from workflow_api.storage.s3 import (
     CONNECT_TIMEOUT_SECONDS,
     READ_TIMEOUT_SECONDS,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from provisioner.deployers.base import ConsumerSpec
-from provisioner.deployers.kubernetes_objects import (
+from provisioner.deployers.kubernetes.objects import (
     RUNNER_CLUSTER_ROLE,
     ApiEgressSpec,
     ConsumerDeploymentSpec,
