@@ -21,7 +21,8 @@ from provisioner.edc.offering import OfferTarget
 from provisioner.edc.publisher import OfferingClient, StartupPublisher
 from provisioner.grants.models import make_engine
 from provisioner.metrics import Metrics
-from provisioner.reconciler.loop import Reconciler
+from provisioner.reconciler.grant_steps import EdcSide
+from provisioner.reconciler.loop import Reconciler, ReconcilerTiming
 from provisioner.settings import Settings
 from provisioner.slugs import consumer_slug
 from provisioner.storage.consumer import ConsumerStorage, NoConsumerStorage
@@ -240,16 +241,20 @@ def build_services(settings: Settings, parts: Parts | None = None) -> Services:
             _make_deployer(settings, make_consumer_storage(settings, secrets))
         ),
         workflow_apis=workflow_apis,
-        callbacks=callbacks,
-        build_callback=handover.callback,
-        transfer_state=_transfer_state_reader(management),
-        terminate_transfer=_transfer_terminator(management),
+        edc=EdcSide(
+            callbacks=callbacks,
+            build_callback=handover.callback,
+            transfer_state=_transfer_state_reader(management),
+            terminate_transfer=_transfer_terminator(management),
+        ),
         metrics=metrics,
-        grace=timedelta(seconds=settings.expiry_grace_seconds),
-        interval=timedelta(seconds=settings.reconcile_interval_seconds),
-        supervise_every=timedelta(seconds=settings.supervise_interval_seconds),
-        callback_deadline=deadline,
-        callback_delay=timedelta(seconds=settings.callback_delay_seconds),
+        timing=ReconcilerTiming(
+            interval=timedelta(seconds=settings.reconcile_interval_seconds),
+            supervise_every=timedelta(seconds=settings.supervise_interval_seconds),
+            grace=timedelta(seconds=settings.expiry_grace_seconds),
+            callback_deadline=deadline,
+            callback_delay=timedelta(seconds=settings.callback_delay_seconds),
+        ),
         slug_of=parts.slug_of,
     )
     intake = Intake(

@@ -7,10 +7,12 @@ from datetime import datetime
 import httpx
 
 from provisioner.tokens.issuing import TokenService
+from workflow_common.retry import TemporaryError
 
 
-class WorkflowApiError(Exception):
-    """The workflow-api did not do what was asked; retried by the reconciler."""
+class WorkflowApiError(TemporaryError):
+    """The workflow-api did not do what was asked; retried by the reconciler (until the
+    grant's callback deadline)."""
 
 
 class WorkflowApiClient:

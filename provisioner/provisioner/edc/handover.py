@@ -6,15 +6,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from provisioner.edc import wire
 from provisioner.errors import NotFoundError
-from provisioner.grants.models import Consumer, ConsumerState, Flavour, Grant, GrantState, as_utc
+from provisioner.grants.live import live_grants_of
+from provisioner.grants.models import Consumer, ConsumerState, Flavour, Grant, as_utc
 from provisioner.storage.credentials import CredentialSecrets
 from provisioner.tokens.issuing import TokenService, workflow_api_audience
-
-LIVE = [GrantState.PROVISIONING, GrantState.ACTIVE]
 
 
 class Handover:
@@ -63,13 +62,7 @@ class Handover:
 
     def _live_grants(self, consumer_id: str) -> list[Grant]:
         with Session(self._engine) as session:
-            return list(
-                session.exec(
-                    select(Grant).where(
-                        Grant.consumer_id == consumer_id, col(Grant.state).in_(LIVE)
-                    )
-                )
-            )
+            return list(session.exec(select(Grant).where(live_grants_of(consumer_id))))
 
     def callback(
         self, grant: Grant, consumer: Consumer, kind: str

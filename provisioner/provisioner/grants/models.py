@@ -22,10 +22,21 @@ from sqlmodel import Field, SQLModel
 from workflow_api.db import as_utc, timestamp_field, utcnow
 from workflow_api.db import make_engine as make_service_engine
 
-__all__ = ["Consumer", "ConsumerState", "Flavour", "Grant", "GrantState", "as_utc", "utcnow"]
+__all__ = [
+    "LIVE_STATES",
+    "Consumer",
+    "ConsumerState",
+    "Flavour",
+    "Grant",
+    "GrantState",
+    "as_utc",
+    "utcnow",
+]
 
 
 class Flavour(StrEnum):
+    """Which EDC protocol a grant came by (or that it was granted by hand)."""
+
     LEGACY = "legacy"  # control-plane provision-http (EDC <= 0.15)
     DATAPLANE = "dataplane"  # data-plane-provision-http (EDC 0.14 - 0.18)
     MANUAL = "manual"  # granted by hand through /admin
@@ -40,7 +51,12 @@ class GrantState(StrEnum):
 
     @property
     def live(self) -> bool:
-        return self in {GrantState.PROVISIONING, GrantState.ACTIVE}
+        """Provisioning or active: the grant counts (see `provisioner.grants.live`)."""
+        return self in LIVE_STATES
+
+
+# The one definition of a live grant: its asset is (or is about to be) the consumer's.
+LIVE_STATES = frozenset({GrantState.PROVISIONING, GrantState.ACTIVE})
 
 
 class ConsumerState(StrEnum):

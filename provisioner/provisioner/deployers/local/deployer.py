@@ -42,6 +42,7 @@ from provisioner.deployers.local.sandbox import LocalSandbox
 from provisioner.storage.consumer import ConsumerStorage, ConsumerStorageError, NoConsumerStorage
 from workflow_api.private_files import open_private, private_dir, write_private
 from workflow_api.processes import ProcessIdentity, child_groups, process_stat, signal_group
+from workflow_common.retry import TemporaryError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ PER_CONSUMER_VARIABLES = frozenset(
 )
 
 
-class LocalDeploymentError(RuntimeError):
+class LocalDeploymentError(TemporaryError):
     """A workflow-api process that does not go away even after SIGKILL; the caller retries."""
 
 
