@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from provisioner.workflow_apis import WorkflowApiClient
 from workflow_api.private_files import private_dir
 from workflow_api.signing_keys import SigningKey
 from workflow_contracts.asset import WorkflowAsset, load_catalog
+from workflow_contracts.workflow_api_env import SharedSettings
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +66,16 @@ class Services:
 def workflow_api_environment(settings: Settings) -> dict[str, str]:
     """The WORKFLOW_API_* settings every consumer's workflow-api shares (its storage settings
     are its own: `ConsumerStorage.ensure`)."""
-    env = {
-        "WORKFLOW_API_ASSETS_DIR": str(settings.assets_dir.resolve()),
-        "WORKFLOW_API_TOKEN_ISSUER": settings.token_issuer,
-        "WORKFLOW_API_JWKS_URL": f"{settings.base_url}/.well-known/jwks.json",
-        "WORKFLOW_API_STORAGE": settings.storage,
-        "WORKFLOW_API_MAX_RUNNING_JOBS": str(settings.max_running_jobs),
-    }
-    if settings.storage_quota is not None:
-        env["WORKFLOW_API_STORAGE_QUOTA"] = str(settings.storage_quota)
-    if settings.egress_allow_hosts:
-        env["WORKFLOW_API_EGRESS_ALLOW_HOSTS"] = json.dumps(settings.egress_allow_hosts)
-    if settings.egress_allow_cidrs:
-        env["WORKFLOW_API_EGRESS_ALLOW_CIDRS"] = json.dumps(settings.egress_allow_cidrs)
-    return env
+    return SharedSettings(
+        assets_dir=str(settings.assets_dir.resolve()),
+        token_issuer=settings.token_issuer,
+        jwks_url=f"{settings.base_url}/.well-known/jwks.json",
+        storage=settings.storage,
+        max_running_jobs=settings.max_running_jobs,
+        storage_quota=settings.storage_quota,
+        egress_allow_hosts=settings.egress_allow_hosts or None,  # empty: the default (none)
+        egress_allow_cidrs=settings.egress_allow_cidrs or None,
+    ).to_env()
 
 
 def make_consumer_storage(settings: Settings, secrets: CredentialSecrets) -> ConsumerStorage:

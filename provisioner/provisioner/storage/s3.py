@@ -23,6 +23,7 @@ from workflow_api.storage.s3 import (
     READ_TIMEOUT_SECONDS,
     make_s3_client,
 )
+from workflow_contracts.workflow_api_env import S3Storage
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +45,15 @@ def _endpoint_parts(endpoint: str, secure: bool) -> tuple[str, bool]:
 def _settings(
     endpoint: str, secure: bool, access: str, secret: str, bucket: str, prefix: str
 ) -> dict[str, str]:
-    return {
-        "WORKFLOW_API_S3_ENDPOINT": endpoint,
-        "WORKFLOW_API_S3_SECURE": "true" if secure else "false",
-        "WORKFLOW_API_S3_ACCESS_KEY": access,
-        "WORKFLOW_API_S3_SECRET_KEY": secret,
-        "WORKFLOW_API_S3_BUCKET": bucket,
-        "WORKFLOW_API_S3_PREFIX": prefix,
-        "WORKFLOW_API_S3_REGION": REGION,
-    }
+    return S3Storage(
+        s3_endpoint=endpoint,
+        s3_secure=secure,
+        s3_access_key=access,
+        s3_secret_key=secret,
+        s3_bucket=bucket,
+        s3_prefix=prefix,
+        s3_region=REGION,
+    ).to_env()
 
 
 def _delete_objects(client: Minio, bucket: str, prefix: str = "") -> None:

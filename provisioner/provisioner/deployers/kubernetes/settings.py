@@ -17,6 +17,7 @@ from provisioner.deployers.kubernetes.deployer import KubernetesDeployer
 from provisioner.deployers.kubernetes.objects import ApiEgressSpec, QuotaSpec, Resources
 from provisioner.storage.consumer import ConsumerStorage
 from workflow_api.execution.kubernetes_api import connect
+from workflow_contracts.workflow_api_env import SharedSettings
 
 if TYPE_CHECKING:
     from provisioner.settings import Settings
@@ -29,14 +30,17 @@ def kubernetes_workflow_api_env(settings: Settings, common: Mapping[str, str]) -
     """The shared workflow-api settings, as seen from a pod: the catalog inside the image, the
     JWKS at the provisioner's in-cluster address, jobs as Kubernetes Jobs in the consumer's
     namespace (with a sidecar image), then the operator's own additions."""
-    env = {**common, "WORKFLOW_API_ASSETS_DIR": settings.kubernetes_assets_dir}
-    if settings.kubernetes_provisioner_url is not None:
-        base = str(settings.kubernetes_provisioner_url).rstrip("/")
-        env["WORKFLOW_API_JWKS_URL"] = f"{base}/.well-known/jwks.json"
-    if settings.kubernetes_sidecar_image:
-        env["WORKFLOW_API_RUNNER"] = "kubernetes"
-        env["WORKFLOW_API_KUBERNETES_SIDECAR_IMAGE"] = settings.kubernetes_sidecar_image
-    return env | settings.kubernetes_workflow_api_env
+    provisioner_url = settings.kubernetes_provisioner_url
+    sidecar_image = settings.kubernetes_sidecar_image or None
+    in_cluster = SharedSettings(
+        assets_dir=settings.kubernetes_assets_dir,
+        jwks_url=f"{str(provisioner_url).rstrip('/')}/.well-known/jwks.json"
+        if provisioner_url is not None
+        else None,
+        runner="kubernetes" if sidecar_image else None,
+        kubernetes_sidecar_image=sidecar_image,
+    )
+    return {**common, **in_cluster.to_env()} | settings.kubernetes_workflow_api_env
 
 
 def _storage_port(settings: Settings) -> int:

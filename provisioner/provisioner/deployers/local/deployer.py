@@ -34,6 +34,7 @@ from provisioner.deployers.local.spare import Spare
 from provisioner.storage.consumer import ConsumerStorage, ConsumerStorageError, NoConsumerStorage
 from workflow_api.private_files import open_private, private_dir
 from workflow_api.processes import ProcessIdentity
+from workflow_contracts.workflow_api_env import PER_CONSUMER_NAMES, ConsumerIdentity, WorkerSandbox
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +43,8 @@ __all__ = ["LOG_FILE", "PID_FILE", "POLL_SECONDS", "LocalDeployer", "ProcessIden
 HEALTH_PATH = "/conformance"
 HEALTH_TIMEOUT_SECONDS = 0.5
 SLUG_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-PER_CONSUMER_VARIABLES = frozenset(
-    {
-        "WORKFLOW_API_CONSUMER_ID",
-        "WORKFLOW_API_DATA_DIR",
-        "WORKFLOW_API_PUBLIC_URL",
-        "WORKFLOW_API_TOKEN_AUDIENCE",
-        "WORKFLOW_API_DATABASE_URL",  # one database shared by consumers would undo the isolation
-        "WORKFLOW_API_SANDBOX",
-        "WORKFLOW_API_SANDBOX_UID",
-    }
-)
+# Set here for each consumer (identity, sandbox), so never in the settings all consumers share.
+PER_CONSUMER_VARIABLES = PER_CONSUMER_NAMES | WorkerSandbox.names()
 
 
 def consumer_environment(
@@ -74,10 +66,12 @@ def consumer_environment(
         "LANG": inherited.get("LANG", "C.UTF-8"),
         **common,
         **(storage or {}),
-        "WORKFLOW_API_CONSUMER_ID": spec.consumer_id,
-        "WORKFLOW_API_DATA_DIR": str(data_dir),
-        "WORKFLOW_API_PUBLIC_URL": public_url,
-        "WORKFLOW_API_TOKEN_AUDIENCE": spec.token_audience,
+        **ConsumerIdentity(
+            consumer_id=spec.consumer_id,
+            data_dir=str(data_dir),
+            public_url=public_url,
+            token_audience=spec.token_audience,
+        ).to_env(),
     }
     return environment
 
