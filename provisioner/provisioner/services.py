@@ -145,7 +145,7 @@ def offering_client(settings: Settings) -> OfferingClient:
 def _make_deployer(settings: Settings, storage: ConsumerStorage) -> Deployer:
     def kubernetes() -> Deployer:
         # Imported here: the kubernetes package is an optional dependency.
-        from provisioner.deployers.kubernetes.settings import (  # noqa: PLC0415
+        from provisioner.deployers.kubernetes.setup import (  # noqa: PLC0415
             make_kubernetes_deployer,
         )
 

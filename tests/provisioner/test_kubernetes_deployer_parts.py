@@ -28,7 +28,7 @@ from provisioner.deployers.kubernetes.rbac import (
     make_provisioner_cluster_role,
     provisioner_rules,
 )
-from provisioner.deployers.kubernetes.settings import (
+from provisioner.deployers.kubernetes.setup import (
     config_from_settings,
     kubernetes_workflow_api_env,
 )
