@@ -35,6 +35,30 @@ class EdcUnavailableError(ManagementError, TemporaryError):
     """The Management API did not answer usefully; ask EDC to retry."""
 
 
+# Transfer process states: in one of these, a provider transfer took our provision callback (we
+# may have missed the answer) ...
+PAST_PROVISIONING = {
+    "PROVISIONED",
+    "STARTING",
+    "STARTED",
+    "SUSPENDING",
+    "SUSPENDED",
+    "RESUMING",
+    "RESUMED",
+    "COMPLETING",
+    "COMPLETED",
+}
+# ... in one of these, EDC ended it.
+ENDED = {
+    "TERMINATING",
+    "TERMINATING_REQUESTED",
+    "TERMINATED",
+    "DEPROVISIONING",
+    "DEPROVISIONING_REQUESTED",
+    "DEPROVISIONED",
+}
+
+
 @dataclass(frozen=True)
 class TransferProcessInfo:
     id: str

@@ -23,6 +23,7 @@ from provisioner.edc.callbacks import (
     CallbackRejectedError,
     CallbackUnauthorizedError,
 )
+from provisioner.edc.management import ENDED, PAST_PROVISIONING
 from provisioner.grants.models import (
     Consumer,
     ConsumerState,
@@ -48,27 +49,6 @@ CallbackBuilder = Callable[[Grant, Consumer, str], tuple[str, dict[str, Any]] | 
 TransferState = Callable[[str], str | None]
 # (transfer process id, reason): ask EDC to end a transfer we gave up on; raises on failure
 TerminateTransfer = Callable[[str, str], None]
-
-# A provider transfer in one of these took our provision callback (we may have missed the answer).
-PAST_PROVISIONING = {
-    "PROVISIONED",
-    "STARTING",
-    "STARTED",
-    "SUSPENDING",
-    "SUSPENDED",
-    "RESUMING",
-    "RESUMED",
-    "COMPLETING",
-    "COMPLETED",
-}
-ENDED = {
-    "TERMINATING",
-    "TERMINATING_REQUESTED",
-    "TERMINATED",
-    "DEPROVISIONING",
-    "DEPROVISIONING_REQUESTED",
-    "DEPROVISIONED",
-}
 
 
 @dataclass(frozen=True)
