@@ -56,14 +56,14 @@ from typing import Any
 import httpx
 from harness import cpu_seconds, free_port, load_note, percentile, print_table, write_results
 
-from provisioner import reconciler as reconciler_module
-from provisioner.deployers import local as local_deployer
 from provisioner.deployers.base import ConsumerSpec
-from provisioner.deployers.local import ProcessIdentity, consumer_environment
+from provisioner.deployers.local.deployer import ProcessIdentity, consumer_environment
+from provisioner.deployers.local.deployer import deployer as local_deployer
+from provisioner.reconciler.loop import loop as reconciler_module
 from provisioner.services import workflow_api_environment
 from provisioner.settings import Settings
 from provisioner.slugs import consumer_slug
-from provisioner.tokens import workflow_api_audience
+from provisioner.tokens.issuing import workflow_api_audience
 from tests.edc_standin.driver import Driver
 from tests.edc_standin.entities import Exchange
 from tests.edc_standin.fixture import serve_in_thread

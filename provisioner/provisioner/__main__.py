@@ -14,7 +14,7 @@ import uvicorn
 from pydantic import SecretStr, ValidationError
 
 from provisioner.app import create_app
-from provisioner.deployers.local_sandbox import LocalSandbox
+from provisioner.deployers.local.sandbox import LocalSandbox
 from provisioner.edc.publisher import PublishError, publish
 from provisioner.services import offer_target, offering_client
 from provisioner.settings import Settings

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,27 +9,29 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 
-from provisioner.consumer_storage import ConsumerStorage, NoConsumerStorage
-from provisioner.credentials import CredentialSecrets
-from provisioner.db import make_engine
 from provisioner.deployers.base import Deployer
-from provisioner.deployers.local import LocalDeployer
-from provisioner.deployers.local_sandbox import LocalSandbox
+from provisioner.deployers.local.deployer import LocalDeployer
+from provisioner.deployers.local.sandbox import LocalSandbox
 from provisioner.edc.callbacks import CallbackClient
+from provisioner.edc.handover import Handover
+from provisioner.edc.intake import Intake
 from provisioner.edc.management import ManagementClient, ManagementError
 from provisioner.edc.offering import OfferTarget
 from provisioner.edc.publisher import OfferingClient, StartupPublisher
-from provisioner.handover import Handover
-from provisioner.intake import Intake
+from provisioner.grants.models import make_engine
 from provisioner.metrics import Metrics
-from provisioner.reconciler import Reconciler
+from provisioner.reconciler.grant_steps import EdcSide
+from provisioner.reconciler.loop import Reconciler, ReconcilerTiming
 from provisioner.settings import Settings
 from provisioner.signing_keys import SigningKey
 from provisioner.slugs import consumer_slug
-from provisioner.tokens import TokenService
+from provisioner.storage.consumer import ConsumerStorage, NoConsumerStorage
+from provisioner.storage.credentials import CredentialSecrets
+from provisioner.tokens.issuing import TokenService
 from provisioner.workflow_apis import WorkflowApiClient
 from workflow_common.private_files import private_dir
 from workflow_contracts.asset import WorkflowAsset, load_catalog
+from workflow_contracts.workflow_api_env import SharedSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,27 +66,23 @@ class Services:
 def workflow_api_environment(settings: Settings) -> dict[str, str]:
     """The WORKFLOW_API_* settings every consumer's workflow-api shares (its storage settings
     are its own: `ConsumerStorage.ensure`)."""
-    env = {
-        "WORKFLOW_API_ASSETS_DIR": str(settings.assets_dir.resolve()),
-        "WORKFLOW_API_TOKEN_ISSUER": settings.token_issuer,
-        "WORKFLOW_API_JWKS_URL": f"{settings.base_url}/.well-known/jwks.json",
-        "WORKFLOW_API_STORAGE": settings.storage,
-        "WORKFLOW_API_MAX_RUNNING_JOBS": str(settings.max_running_jobs),
-    }
-    if settings.storage_quota is not None:
-        env["WORKFLOW_API_STORAGE_QUOTA"] = str(settings.storage_quota)
-    if settings.egress_allow_hosts:
-        env["WORKFLOW_API_EGRESS_ALLOW_HOSTS"] = json.dumps(settings.egress_allow_hosts)
-    if settings.egress_allow_cidrs:
-        env["WORKFLOW_API_EGRESS_ALLOW_CIDRS"] = json.dumps(settings.egress_allow_cidrs)
-    return env
+    return SharedSettings(
+        assets_dir=str(settings.assets_dir.resolve()),
+        token_issuer=settings.token_issuer,
+        jwks_url=f"{settings.base_url}/.well-known/jwks.json",
+        storage=settings.storage,
+        max_running_jobs=settings.max_running_jobs,
+        storage_quota=settings.storage_quota,
+        egress_allow_hosts=settings.egress_allow_hosts or None,  # empty: the default (none)
+        egress_allow_cidrs=settings.egress_allow_cidrs or None,
+    ).to_env()
 
 
 def make_consumer_storage(settings: Settings, secrets: CredentialSecrets) -> ConsumerStorage:
     if settings.storage != "s3":
         return NoConsumerStorage()
     # Imported here: the minio client costs start-up time that filesystem storage does not need.
-    from provisioner.s3_storage import MinioUserStorage, SharedBucketStorage  # noqa: PLC0415
+    from provisioner.storage.s3 import MinioUserStorage, SharedBucketStorage  # noqa: PLC0415
 
     assert settings.s3_access_key is not None and settings.s3_secret_key is not None
     assert settings.s3_endpoint is not None and settings.s3_bucket is not None
@@ -148,7 +145,7 @@ def offering_client(settings: Settings) -> OfferingClient:
 def _make_deployer(settings: Settings, storage: ConsumerStorage) -> Deployer:
     def kubernetes() -> Deployer:
         # Imported here: the kubernetes package is an optional dependency.
-        from provisioner.deployers.kubernetes_settings import (  # noqa: PLC0415
+        from provisioner.deployers.kubernetes.setup import (  # noqa: PLC0415
             make_kubernetes_deployer,
         )
 
@@ -240,16 +237,20 @@ def build_services(settings: Settings, parts: Parts | None = None) -> Services:
             _make_deployer(settings, make_consumer_storage(settings, secrets))
         ),
         workflow_apis=workflow_apis,
-        callbacks=callbacks,
-        build_callback=handover.callback,
-        transfer_state=_transfer_state_reader(management),
-        terminate_transfer=_transfer_terminator(management),
+        edc=EdcSide(
+            callbacks=callbacks,
+            build_callback=handover.callback,
+            transfer_state=_transfer_state_reader(management),
+            terminate_transfer=_transfer_terminator(management),
+        ),
         metrics=metrics,
-        grace=timedelta(seconds=settings.expiry_grace_seconds),
-        interval=timedelta(seconds=settings.reconcile_interval_seconds),
-        supervise_every=timedelta(seconds=settings.supervise_interval_seconds),
-        callback_deadline=deadline,
-        callback_delay=timedelta(seconds=settings.callback_delay_seconds),
+        timing=ReconcilerTiming(
+            interval=timedelta(seconds=settings.reconcile_interval_seconds),
+            supervise_every=timedelta(seconds=settings.supervise_interval_seconds),
+            grace=timedelta(seconds=settings.expiry_grace_seconds),
+            callback_deadline=deadline,
+            callback_delay=timedelta(seconds=settings.callback_delay_seconds),
+        ),
         slug_of=parts.slug_of,
     )
     intake = Intake(

@@ -1,14 +1,23 @@
-"""Provisioner settings from `PROVISIONER_*` variables, validated at start-up."""
+"""Provisioner settings from `PROVISIONER_*` variables, validated at start-up.
+
+The Kubernetes deployer's settings are a nested model, `settings.kubernetes`
+(`deployers/kubernetes/settings.py`), handed on to that deployer alone. Their variables keep
+their flat names, `PROVISIONER_KUBERNETES_<FIELD>`: the environment source splits a variable
+once after `PROVISIONER_KUBERNETES_` (`env_nested_delimiter="_"`, `env_nested_max_split=1`), and
+flat keyword arguments (`Settings(kubernetes_workflow_api_image=...)`) are nested the same way
+before validation, so every place that names a setting (chart, compose, docs) names it as before.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.slugs import prefixed_label
 from workflow_common.server_limits import ServerLimits
 from workflow_common.settings import require_s3_settings
@@ -26,7 +35,7 @@ def _check_secret(name: str, value: SecretStr | None, *, minimum: int) -> None:
 
 def _check_kubernetes_settings(settings: Settings) -> None:
     try:  # the kubernetes package is an optional dependency: imported only when chosen
-        from provisioner.deployers.kubernetes_settings import check_settings  # noqa: PLC0415
+        from provisioner.deployers.kubernetes.setup import check_settings  # noqa: PLC0415
     except ImportError as error:
         raise ValueError(
             f"deployer 'kubernetes' needs the kubernetes package ({error});"
@@ -36,7 +45,12 @@ def _check_kubernetes_settings(settings: Settings) -> None:
 
 
 class Settings(ServerLimits):
-    model_config = SettingsConfigDict(env_prefix="PROVISIONER_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="PROVISIONER_",
+        extra="forbid",
+        env_nested_delimiter="_",  # only nested models split: PROVISIONER_KUBERNETES_<field>
+        env_nested_max_split=1,
+    )
 
     public_url: AnyHttpUrl = Field(description="where EDC and consumers reach this provisioner")
     data_dir: Path = Field(description="database, keys and local deployments live here")
@@ -126,80 +140,29 @@ class Settings(ServerLimits):
     egress_allow_hosts: list[str] = Field(default_factory=list)
     egress_allow_cidrs: list[str] = Field(default_factory=list)
 
-    # the Kubernetes deployer (deployer = "kubernetes"); see deployers/kubernetes.py
-    kubernetes_kubeconfig: Path | None = Field(default=None, description="unset: in-cluster")
-    kubernetes_context: str | None = None
-    kubernetes_workflow_api_image: str | None = None
-    kubernetes_namespace_prefix: str = "wf-"
-    kubernetes_provisioner_namespace: str = "workflow-system"
-    kubernetes_runner_cluster_role: str = "workflow-api-runner"
-    kubernetes_provisioner_url: AnyHttpUrl | None = Field(
-        default=None, description="where pods reach the provisioner (JWKS); default public_url"
-    )
-    kubernetes_assets_dir: str = Field(
-        default="/assets", description="the asset catalog inside the workflow-api image"
-    )
-    kubernetes_sidecar_image: str | None = Field(
-        default=None,
-        description="the data-sidecar image; when set, workflow-apis run jobs as Kubernetes Jobs",
-    )
-    kubernetes_workflow_api_env: dict[str, str] = Field(
-        default_factory=dict, description="more WORKFLOW_API_* settings for every pod (JSON)"
-    )
-    kubernetes_ingress_domain: str | None = Field(
-        default=None, description="path routing: the public host; host routing: <slug>.<this>"
-    )
-    kubernetes_ingress_routing: Literal["path", "host"] = "path"
-    kubernetes_ingress_path_prefix: str = "/consumers"
-    kubernetes_ingress_namespace: str = "ingress-nginx"
-    kubernetes_ingress_class: str | None = None
-    kubernetes_ingress_tls_secret: str | None = None
-    kubernetes_ingress_annotations: dict[str, str] = Field(default_factory=dict)
-    kubernetes_public_scheme: Literal["https", "http"] = "https"
-    kubernetes_public_port: int | None = Field(
-        default=None,
-        gt=0,
-        lt=65536,
-        description="the port in the consumers' public URLs, when the ingress controller does not"
-        " listen on the scheme's default port (e.g. a NodePort)",
-    )
-    kubernetes_reach_workflow_api: Literal["service", "public-url"] = Field(
-        default="service",
-        description="how the provisioner calls a workflow-api's admin API: its Service (the"
-        " provisioner runs in the cluster) or its public URL",
-    )
-    kubernetes_quota_cpu: str = "4"
-    kubernetes_quota_memory: str = "8Gi"
-    kubernetes_quota_gpu: int = Field(default=0, ge=0)
-    kubernetes_quota_max_jobs: int = Field(default=20, ge=1)
-    kubernetes_quota_max_pods: int = Field(default=20, ge=2)
-    kubernetes_api_cpu_request: str = "100m"
-    kubernetes_api_memory_request: str = "256Mi"
-    kubernetes_api_cpu_limit: str = "1"
-    kubernetes_api_memory_limit: str = "1Gi"
-    kubernetes_data_volume_size: str = "10Gi"
-    kubernetes_data_storage_class: str | None = None
-    kubernetes_storage_egress_cidrs: list[str] = Field(default_factory=list)
-    kubernetes_storage_port: int | None = Field(
-        default=None, gt=0, lt=65536, description="default: the port of s3_endpoint, else 443"
-    )
-    # the workflow-api pod's egress NetworkPolicy (besides DNS, storage and the provisioner)
-    kubernetes_provisioner_port: int = Field(
-        default=8000, gt=0, lt=65536, description="the provisioner pod's port (JWKS)"
-    )
-    kubernetes_api_server_cidrs: list[str] = Field(
-        default_factory=list, description="the Kubernetes API server's endpoint addresses"
-    )
-    kubernetes_api_server_port: int = Field(default=6443, gt=0, lt=65536)
-    kubernetes_api_internet_egress: bool = Field(
-        default=False, description="let the workflow-api reach public addresses on 80 and 443"
-    )
-    kubernetes_readiness_timeout_seconds: float = Field(default=300.0, gt=0)
-    kubernetes_removal_timeout_seconds: float = Field(default=120.0, gt=0)
-    kubernetes_resync_seconds: float = Field(
-        default=60.0, ge=0, description="how often every object of a consumer is checked"
-    )
-    kubernetes_request_timeout_seconds: float = Field(default=10.0, gt=0)
+    # the Kubernetes deployer (deployer = "kubernetes"), PROVISIONER_KUBERNETES_*
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_flat_names(cls, data: Any) -> Any:
+        """`kubernetes_<field>=...` → `kubernetes={<field>: ...}` (see the module docstring)."""
+        if not isinstance(data, dict):
+            return data
+        flat = {
+            key: data[key]
+            for key in list(data)
+            if key.startswith("kubernetes_")
+            and key.removeprefix("kubernetes_") in KubernetesSettings.model_fields
+        }
+        if not flat:
+            return data
+        nested = data.get("kubernetes") or {}
+        if isinstance(nested, KubernetesSettings):
+            nested = nested.model_dump(exclude_unset=True)
+        rest = {key: value for key, value in data.items() if key not in flat}
+        names = {key.removeprefix("kubernetes_"): value for key, value in flat.items()}
+        return rest | {"kubernetes": {**nested, **names}}
 
     @field_validator("admin_token")
     @classmethod

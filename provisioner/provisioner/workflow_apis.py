@@ -1,4 +1,5 @@
-"""The provisioner's calls to a consumer's workflow-api admin surface (admin-scoped token)."""
+"""The provisioner's calls to a consumer's workflow-api admin API (admin-scoped token; paths
+and bodies: `workflow_contracts.admin_api`). Every failure is a `TemporaryError`."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ from datetime import datetime
 
 import httpx
 
-from provisioner.tokens import TokenService
+from provisioner.tokens.issuing import TokenService
+from workflow_common.retry import TemporaryError
+from workflow_contracts.admin_api import GrantRequest, data_path, grant_path
 
 
-class WorkflowApiError(Exception):
-    """The workflow-api did not do what was asked; retried by the reconciler."""
+class WorkflowApiError(TemporaryError):
+    """The workflow-api did not do what was asked; retried by the reconciler (until the
+    grant's callback deadline)."""
 
 
 class WorkflowApiClient:
@@ -39,15 +43,12 @@ class WorkflowApiClient:
         agreement_id: str | None,
         expires_at: datetime | None,
     ) -> None:
-        body = {
-            "agreement_id": agreement_id,
-            "expires_at": expires_at.isoformat() if expires_at else None,
-        }
-        self._call("PUT", f"{endpoint}/admin/grants/{asset_id}", audience, body)
+        body = GrantRequest(agreement_id=agreement_id, expires_at=expires_at)
+        self._call("PUT", endpoint + grant_path(asset_id), audience, body.model_dump(mode="json"))
 
     def revoke(self, endpoint: str, audience: str, asset_id: str) -> None:
-        self._call("DELETE", f"{endpoint}/admin/grants/{asset_id}", audience)
+        self._call("DELETE", endpoint + grant_path(asset_id), audience)
 
     def purge(self, endpoint: str, audience: str) -> None:
         """Dismiss every job and delete every stored object of the consumer."""
-        self._call("DELETE", f"{endpoint}/admin/data", audience)
+        self._call("DELETE", endpoint + data_path(), audience)

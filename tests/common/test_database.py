@@ -7,8 +7,8 @@ from pathlib import Path
 from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
-from provisioner.db import ProvisionerTable
-from provisioner.db import make_engine as make_provisioner_engine
+from provisioner.grants.models import ProvisionerTable
+from provisioner.grants.models import make_engine as make_provisioner_engine
 from workflow_api.db import ApiTable
 from workflow_api.db import make_engine as make_api_engine
 

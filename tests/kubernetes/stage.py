@@ -20,8 +20,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from provisioner.deployers.kubernetes_objects import CONFIG_SECRET_NAME
-from provisioner.deployers.kubernetes_rbac import (
+from provisioner.deployers.kubernetes.objects import CONFIG_SECRET_NAME
+from provisioner.deployers.kubernetes.rbac import (
     make_provisioner_cluster_role,
     make_runner_cluster_role,
 )

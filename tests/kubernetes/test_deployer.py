@@ -22,10 +22,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
-from provisioner.deployers.kubernetes import KubernetesDeployer
-from provisioner.deployers.kubernetes_api import APPLIED_HASH_ANNOTATION, KubernetesApi
-from provisioner.deployers.kubernetes_config import KubernetesDeployerConfig
-from provisioner.deployers.kubernetes_objects import (
+from provisioner.deployers.kubernetes.api import APPLIED_HASH_ANNOTATION, KubernetesApi
+from provisioner.deployers.kubernetes.config import KubernetesDeployerConfig
+from provisioner.deployers.kubernetes.deployer import KubernetesDeployer
+from provisioner.deployers.kubernetes.objects import (
     CONFIG_HASH_ANNOTATION,
     GRANTS_ANNOTATION,
     QuotaSpec,
@@ -534,8 +534,8 @@ def test_the_consumers_own_storage_credentials_are_in_its_secret(
     minio_server: Any,
     tmp_path: Path,
 ) -> None:
-    from provisioner.credentials import CredentialSecrets  # noqa: PLC0415
-    from provisioner.s3_storage import MinioUserStorage  # noqa: PLC0415
+    from provisioner.storage.credentials import CredentialSecrets  # noqa: PLC0415
+    from provisioner.storage.s3 import MinioUserStorage  # noqa: PLC0415
 
     keys = CredentialSecrets.load_or_create(tmp_path / "credentials.key")
     storage = MinioUserStorage(

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 from kubernetes import client
 
-from provisioner.deployers import kubernetes_objects as provisioner_objects
+from provisioner.deployers.kubernetes.deployer import objects as provisioner_objects
 from tests.kubernetes.manifests import (
     ENV_NAME,
     SECRET_KEY,

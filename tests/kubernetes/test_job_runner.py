@@ -28,14 +28,14 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from provisioner.deployers.kubernetes_objects import (
+from provisioner.deployers.kubernetes.objects import (
     ConsumerDeploymentSpec,
     IngressSpec,
     make_job_service_account,
     make_role_binding,
     make_service_account,
 )
-from provisioner.deployers.kubernetes_rbac import make_runner_cluster_role
+from provisioner.deployers.kubernetes.rbac import make_runner_cluster_role
 from provisioner.signing_keys import SigningKey
 from tests.kubernetes.cluster import ClusterHandle
 from tests.kubernetes.fake_kubelet import NODE_LABEL, TAINT_KEY, FakeKubelet, fake_kubelet

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from provisioner.db import Consumer, ConsumerState, make_engine
 from provisioner.deployers.base import ConsumerSpec
-from provisioner.deployers.local import LocalDeployer
+from provisioner.deployers.local.deployer import LocalDeployer
+from provisioner.grants.models import Consumer, ConsumerState, make_engine
 from provisioner.services import Parts
-from provisioner.tokens import workflow_api_audience
+from provisioner.tokens.issuing import workflow_api_audience
 from tests.edc_standin.fixture import EdcStandIn
 from tests.provisioner.harness import RunningProvisioner, start_provisioner
 

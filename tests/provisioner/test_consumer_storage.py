@@ -17,11 +17,11 @@ from minio import Minio, MinioAdmin
 from minio.credentials.providers import StaticProvider
 from minio.error import MinioAdminException, S3Error
 
-from provisioner.consumer_storage import NoConsumerStorage
-from provisioner.credentials import CredentialSecrets
 from provisioner.deployers.base import ConsumerSpec
-from provisioner.s3_storage import MinioUserStorage, SharedBucketStorage
 from provisioner.slugs import consumer_slug
+from provisioner.storage.consumer import NoConsumerStorage
+from provisioner.storage.credentials import CredentialSecrets
+from provisioner.storage.s3 import MinioUserStorage, SharedBucketStorage
 from tests.fixtures.minio import MinioServer
 from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 from tests.provisioner.harness import RunningProvisioner, eventually

@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlmodel import Session
 
-from provisioner.db import Flavour, Grant, GrantState
 from provisioner.deployers.base import ConsumerSpec, Deployer, DeploymentStatus
-from provisioner.intake import request_key
+from provisioner.edc.intake import request_key
+from provisioner.grants.models import Flavour, Grant, GrantState
 from provisioner.services import Parts
 from provisioner.slugs import consumer_slug
 from tests.provisioner.harness import RunningProvisioner, eventually

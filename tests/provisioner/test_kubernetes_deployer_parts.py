@@ -16,18 +16,18 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from provisioner.deployers.base import ConsumerSpec
-from provisioner.deployers.kubernetes_api import KINDS, KubernetesApi
-from provisioner.deployers.kubernetes_config import KubernetesDeployerConfig
-from provisioner.deployers.kubernetes_rbac import (
+from provisioner.deployers.kubernetes.api import KINDS, KubernetesApi
+from provisioner.deployers.kubernetes.config import KubernetesDeployerConfig
+from provisioner.deployers.kubernetes.rbac import (
     cluster_roles,
     make_provisioner_cluster_role,
     provisioner_rules,
 )
-from provisioner.deployers.kubernetes_settings import (
+from provisioner.deployers.kubernetes.setup import (
     config_from_settings,
     kubernetes_workflow_api_env,
 )
-from provisioner.deployers.kubernetes_status import describe_failure, rollout_complete
+from provisioner.deployers.kubernetes.status import describe_failure, rollout_complete
 from provisioner.services import workflow_api_environment
 from provisioner.settings import Settings
 from tests.workflow_api.apis import DUMMY_ASSETS

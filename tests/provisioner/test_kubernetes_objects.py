@@ -12,10 +12,10 @@ import kubernetes_validate
 import pytest
 from kubernetes.utils import parse_quantity
 
-from provisioner.deployers import kubernetes_objects as objects
 from provisioner.deployers.base import ConsumerSpec
-from provisioner.deployers.kubernetes_config import KubernetesDeployerConfig
-from provisioner.deployers.kubernetes_objects import (
+from provisioner.deployers.kubernetes.config import KubernetesDeployerConfig
+from provisioner.deployers.kubernetes.deployer import objects
+from provisioner.deployers.kubernetes.objects import (
     ApiEgressSpec,
     ConsumerDeploymentSpec,
     IngressSpec,
@@ -23,7 +23,7 @@ from provisioner.deployers.kubernetes_objects import (
     Resources,
     consumer_namespace,
 )
-from provisioner.deployers.kubernetes_rbac import make_runner_cluster_role
+from provisioner.deployers.kubernetes.rbac import make_runner_cluster_role
 from provisioner.slugs import consumer_slug
 from tests.kubernetes.manifests import (
     DNS_1035_LABEL,

@@ -16,13 +16,13 @@ import httpx
 import pytest
 
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
-from provisioner.deployers.local import (
+from provisioner.deployers.local.deployer import (
     LOG_FILE,
     LocalDeployer,
     ProcessIdentity,
     consumer_environment,
 )
-from provisioner.deployers.local_sandbox import WORKER_UID_FILE, LocalSandbox
+from provisioner.deployers.local.sandbox import WORKER_UID_FILE, LocalSandbox
 from provisioner.signing_keys import SigningKey
 from tests.fixtures.sandbox import require_sandbox, sandbox_settings
 from tests.workflow_api.apis import execute, wait_for_job

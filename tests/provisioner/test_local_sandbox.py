@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.deployers.local_sandbox import WORKER_UID_FILE, LocalSandbox
+from provisioner.deployers.local.sandbox import WORKER_UID_FILE, LocalSandbox
 from tests.workflow_api.apis import DUMMY_ASSETS, bound_socket
 
 

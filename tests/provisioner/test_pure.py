@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from provisioner.credentials import CredentialSecrets
 from provisioner.edc import wire
 from provisioner.edc.expiry import PolicyError, agreement_end
 from provisioner.slugs import consumer_slug, prefixed_label
+from provisioner.storage.credentials import CredentialSecrets
 
 SIGNED = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.deployers import kubernetes_objects
+from provisioner.deployers.kubernetes.deployer import objects as kubernetes_objects
+from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.settings import Settings as ProvisionerSettings
 from tests.shipping.dockerfiles import (
     DOCKERFILES,
@@ -162,7 +163,7 @@ def test_workflow_api_image_matches_what_the_kubernetes_deployer_runs() -> None:
     assert dockerfile.volumes == [objects.DATA_DIR]
     assert dockerfile.final.environment["WORKFLOW_API_DATA_DIR"] == objects.DATA_DIR
     assets = dockerfile.final.environment["WORKFLOW_API_ASSETS_DIR"]
-    default = ProvisionerSettings.model_fields.get("kubernetes_assets_dir")
+    default = KubernetesSettings.model_fields.get("assets_dir")
     if default is not None:  # the deployer's "catalog inside the workflow-api image"
         assert assets.rstrip("/") == str(default.default).rstrip("/")
     assert (

@@ -11,13 +11,17 @@ unhealthy). All calls come from the reconciler's one thread.
 `endpoint` is what the consumer is given. Where the provisioner itself reaches the workflow-api
 may differ (Kubernetes: its Service inside the cluster, not the Ingress): a deployer then puts it
 in `detail` under `admin_endpoint`, and the provisioner's calls use `admin_endpoint(...)`.
+
+A deployer whose removal takes long (Kubernetes: a namespace terminates in seconds to minutes)
+also implements `RemovesInSteps`: the reconciler then removes a consumer one quick step per pass
+instead of waiting in `remove`, so other consumers and grants go on meanwhile.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 DeploymentState = Literal["starting", "ready", "failed"]
 
@@ -56,3 +60,11 @@ class Deployer(Protocol):
 
     def close(self) -> None:
         """Called when the reconciler stops: let go of what `prepare` holds."""
+
+
+@runtime_checkable
+class RemovesInSteps(Protocol):
+    def removal_step(self, spec: ConsumerSpec, detail: dict[str, Any]) -> str | None:
+        """Start the removal or check on it, without waiting: None once everything is gone
+        (the consumer's data included), else what it is still waiting for. Idempotent; raises
+        a `TemporaryError` when the removal does not finish in the deployer's bounded time."""

@@ -8,6 +8,15 @@ The key sent: `PROVISIONER_EDC_CALLBACK_API_KEY` when set; otherwise the Managem
 only to URLs under `PROVISIONER_EDC_MANAGEMENT_URL` (EDC <= 0.15 puts the legacy callback there,
 `<edc.management.endpoint>/callback`, behind the management context's auth), so the key never
 goes to an address a request named elsewhere.
+
+The errors are the retry taxonomy's (`workflow_common.retry`), so the reconciler retries or gives
+up without knowing this module:
+
+    CallbackError (RetriedWorkError)
+    ├── CallbackRetryableError (TemporaryError)      network, 5xx
+    │   └── CallbackConflictError                    409
+    └── CallbackRejectedError (PermanentError)       any other answer
+        └── CallbackUnauthorizedError                401/403
 """
 
 from __future__ import annotations
@@ -16,12 +25,14 @@ from typing import Any
 
 import httpx
 
+from workflow_common.retry import PermanentError, RetriedWorkError, TemporaryError
 
-class CallbackError(Exception):
+
+class CallbackError(RetriedWorkError):
     """Base of the callback errors."""
 
 
-class CallbackRetryableError(CallbackError):
+class CallbackRetryableError(CallbackError, TemporaryError):
     """Try again later."""
 
 
@@ -29,7 +40,7 @@ class CallbackConflictError(CallbackRetryableError):
     """409: EDC is busy with the transfer, or it is already past provisioning."""
 
 
-class CallbackRejectedError(CallbackError):
+class CallbackRejectedError(CallbackError, PermanentError):
     """EDC refused the callback for good."""
 
 

@@ -2,6 +2,9 @@
 
 Responses are JSON-LD compacted with the default context, so EDC terms come unprefixed (or as
 `edc:…`, or as full IRIs if a connector is configured differently): read them defensively.
+
+Its errors are the retry taxonomy's (`workflow_common.retry`): EDC not knowing a transfer is
+permanent (`NotFoundInEdcError`), anything else temporary (`EdcUnavailableError`).
 """
 
 from __future__ import annotations
@@ -15,20 +18,45 @@ import httpx
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from provisioner.edc.wire import EDC_NAMESPACE
+from workflow_common.retry import PermanentError, RetriedWorkError, TemporaryError
 
 log = logging.getLogger(__name__)
 
 
-class ManagementError(Exception):
+class ManagementError(RetriedWorkError):
     """Base of the look-up errors."""
 
 
-class NotFoundInEdcError(ManagementError):
+class NotFoundInEdcError(ManagementError, PermanentError):
     """EDC does not know the transfer process or agreement: never provision for it."""
 
 
-class EdcUnavailableError(ManagementError):
+class EdcUnavailableError(ManagementError, TemporaryError):
     """The Management API did not answer usefully; ask EDC to retry."""
+
+
+# Transfer process states: in one of these, a provider transfer took our provision callback (we
+# may have missed the answer) ...
+PAST_PROVISIONING = {
+    "PROVISIONED",
+    "STARTING",
+    "STARTED",
+    "SUSPENDING",
+    "SUSPENDED",
+    "RESUMING",
+    "RESUMED",
+    "COMPLETING",
+    "COMPLETED",
+}
+# ... in one of these, EDC ended it.
+ENDED = {
+    "TERMINATING",
+    "TERMINATING_REQUESTED",
+    "TERMINATED",
+    "DEPROVISIONING",
+    "DEPROVISIONING_REQUESTED",
+    "DEPROVISIONED",
+}
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from provisioner.db import Consumer, Grant, GrantState
 from provisioner.deps import AdminDep, ServicesDep
 from provisioner.errors import NotFoundError
+from provisioner.grants.models import Consumer, Grant, GrantState
 from workflow_common.clock import utcnow
 from workflow_contracts.text import CleanText
 

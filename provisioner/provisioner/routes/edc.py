@@ -13,10 +13,10 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from provisioner.db import Flavour
 from provisioner.deps import EndpointSecretDep, ServicesDep
 from provisioner.edc.wire import DataPlaneProvisionRequest, LegacyProvisionRequest
 from provisioner.errors import ProvisionerError
+from provisioner.grants.models import Flavour
 from provisioner.metrics import Metrics
 from workflow_contracts.text import CleanText
 

@@ -1,25 +1,19 @@
-"""`/admin` (admin scope; used by the provisioner): grant and revoke assets."""
+"""`/admin` (admin scope; used by the provisioner): grant and revoke assets, purge the data.
+
+Paths and the grant body are the contract `workflow_contracts.admin_api`."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
 
 from workflow_api.db import Grant
 from workflow_api.deps import AdminDep, ServicesDep
 from workflow_api.ogc import iso_time
+from workflow_contracts.admin_api import DATA, GRANT, GRANTS, PREFIX, GrantRequest
 
-router = APIRouter(prefix="/admin", tags=["admin"])
-
-
-class GrantRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    agreement_id: str | None = None
-    expires_at: datetime | None = None
+router = APIRouter(prefix=PREFIX, tags=["admin"])
 
 
 def grant_document(grant: Grant) -> dict[str, Any]:
@@ -31,12 +25,12 @@ def grant_document(grant: Grant) -> dict[str, Any]:
     }
 
 
-@router.get("/grants")
+@router.get(GRANTS)
 def list_grants(services: ServicesDep, _: AdminDep) -> dict[str, Any]:
     return {"grants": [grant_document(g) for g in services.assets.grants()]}
 
 
-@router.put("/grants/{asset_id}")
+@router.put(GRANT)
 def put_grant(
     asset_id: str, body: GrantRequest, services: ServicesDep, _: AdminDep
 ) -> dict[str, Any]:
@@ -46,7 +40,7 @@ def put_grant(
     return grant_document(grant)
 
 
-@router.delete("/data")
+@router.delete(DATA)
 def purge_data(services: ServicesDep, _: AdminDep) -> dict[str, Any]:
     """Before teardown: dismiss every job, delete every job, upload and stored object."""
     dismissed = services.jobs.dismiss_all()
@@ -59,7 +53,7 @@ def purge_data(services: ServicesDep, _: AdminDep) -> dict[str, Any]:
     }
 
 
-@router.delete("/grants/{asset_id}")
+@router.delete(GRANT)
 def revoke_grant(asset_id: str, services: ServicesDep, _: AdminDep) -> dict[str, Any]:
     """The asset disappears at once; its queued and running jobs are dismissed."""
     revoked = services.assets.revoke(asset_id)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from provisioner.deployers.base import ConsumerSpec
-from provisioner.deployers.kubernetes_objects import (
+from provisioner.deployers.kubernetes.objects import (
     RUNNER_CLUSTER_ROLE,
     ApiEgressSpec,
     ConsumerDeploymentSpec,
@@ -22,6 +22,7 @@ from provisioner.deployers.kubernetes_objects import (
     Resources,
     consumer_namespace,
 )
+from workflow_contracts.workflow_api_env import EGRESS_ALLOW_CIDRS
 
 
 @dataclass(frozen=True)
@@ -103,13 +104,13 @@ class KubernetesDeployerConfig:
 def egress_allow_cidrs(settings: Mapping[str, str]) -> tuple[str, ...]:
     """The networks the workflow-api's egress policy allows (`WORKFLOW_API_EGRESS_ALLOW_CIDRS`,
     JSON as pydantic-settings reads it), so its NetworkPolicy opens exactly those."""
-    text = settings.get("WORKFLOW_API_EGRESS_ALLOW_CIDRS")
+    text = settings.get(EGRESS_ALLOW_CIDRS)
     if not text:
         return ()
     try:
         cidrs = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"WORKFLOW_API_EGRESS_ALLOW_CIDRS is not a JSON list: {error}") from error
+        raise ValueError(f"{EGRESS_ALLOW_CIDRS} is not a JSON list: {error}") from error
     if not isinstance(cidrs, list) or not all(isinstance(cidr, str) for cidr in cidrs):
-        raise ValueError("WORKFLOW_API_EGRESS_ALLOW_CIDRS must be a JSON list of strings")
+        raise ValueError(f"{EGRESS_ALLOW_CIDRS} must be a JSON list of strings")
     return tuple(cidrs)

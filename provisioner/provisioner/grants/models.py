@@ -25,6 +25,8 @@ from workflow_common.database import timestamp_field
 
 
 class Flavour(StrEnum):
+    """Which EDC protocol a grant came by (or that it was granted by hand)."""
+
     LEGACY = "legacy"  # control-plane provision-http (EDC <= 0.15)
     DATAPLANE = "dataplane"  # data-plane-provision-http (EDC 0.14 - 0.18)
     MANUAL = "manual"  # granted by hand through /admin
@@ -39,7 +41,12 @@ class GrantState(StrEnum):
 
     @property
     def live(self) -> bool:
-        return self in {GrantState.PROVISIONING, GrantState.ACTIVE}
+        """Provisioning or active: the grant counts (see `provisioner.grants.live`)."""
+        return self in LIVE_STATES
+
+
+# The one definition of a live grant: its asset is (or is about to be) the consumer's.
+LIVE_STATES = frozenset({GrantState.PROVISIONING, GrantState.ACTIVE})
 
 
 class ConsumerState(StrEnum):

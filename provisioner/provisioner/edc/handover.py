@@ -6,16 +6,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
-from provisioner.credentials import CredentialSecrets
-from provisioner.db import Consumer, ConsumerState, Flavour, Grant, GrantState
 from provisioner.edc import wire
 from provisioner.errors import NotFoundError
-from provisioner.tokens import TokenService, workflow_api_audience
+from provisioner.grants.live import live_grants_of
+from provisioner.grants.models import Consumer, ConsumerState, Flavour, Grant
+from provisioner.storage.credentials import CredentialSecrets
+from provisioner.tokens.issuing import TokenService, workflow_api_audience
 from workflow_common.clock import as_utc
-
-LIVE = [GrantState.PROVISIONING, GrantState.ACTIVE]
 
 
 class Handover:
@@ -64,13 +63,7 @@ class Handover:
 
     def _live_grants(self, consumer_id: str) -> list[Grant]:
         with Session(self._engine) as session:
-            return list(
-                session.exec(
-                    select(Grant).where(
-                        Grant.consumer_id == consumer_id, col(Grant.state).in_(LIVE)
-                    )
-                )
-            )
+            return list(session.exec(select(Grant).where(live_grants_of(consumer_id))))
 
     def callback(
         self, grant: Grant, consumer: Consumer, kind: str

@@ -11,9 +11,9 @@ made for it. Both are idempotent: the deployers call `ensure` on every (re)start
     MinioUserStorage      MinIO: a bucket per consumer and a MinIO user whose policy reaches only
                           that bucket (made through MinIO's admin API)
 
-The two S3 ones live in `s3_storage` (the minio client costs start-up time, so it is imported
+The two S3 ones live in `storage.s3` (the minio client costs start-up time, so it is imported
 only when storage is S3). Errors: `ConsumerStorageError` for anything the storage server refused
-or did not answer.
+or did not answer, a `TemporaryError` of the retry taxonomy (`workflow_common.retry`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from __future__ import annotations
 from typing import Protocol
 
 from provisioner.deployers.base import ConsumerSpec
+from workflow_common.retry import TemporaryError
 
 
-class ConsumerStorageError(RuntimeError):
+class ConsumerStorageError(TemporaryError):
     """The storage server refused or did not answer; the caller retries."""
 
 

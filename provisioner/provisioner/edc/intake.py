@@ -18,7 +18,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from provisioner.db import Consumer, Flavour, Grant, GrantState
 from provisioner.edc.expiry import PolicyError, agreement_end
 from provisioner.edc.management import (
     EdcUnavailableError,
@@ -26,6 +25,7 @@ from provisioner.edc.management import (
     NotFoundInEdcError,
 )
 from provisioner.errors import ConflictError, RefusedError, RetryLaterError
+from provisioner.grants.models import Consumer, Flavour, Grant, GrantState
 from provisioner.metrics import Metrics
 from provisioner.slugs import consumer_slug
 from workflow_common.clock import as_utc, utcnow

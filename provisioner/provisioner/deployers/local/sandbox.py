@@ -19,6 +19,7 @@ from typing import Literal
 
 from provisioner.settings import Settings
 from workflow_common.sandbox import BubblewrapPolicy
+from workflow_contracts.workflow_api_env import WorkerSandbox
 
 WORKER_UID_FILE = "worker-uid"
 
@@ -40,10 +41,9 @@ class LocalSandbox:
     def environment(self, root: Path, slug: str) -> dict[str, str]:
         """The WORKFLOW_API_SANDBOX* settings of the consumer whose data directory is
         `root/slug` (which must exist)."""
-        environment: dict[str, str] = {"WORKFLOW_API_SANDBOX": self.kind}
-        if self.kind == "bubblewrap" and os.geteuid() == 0:
-            environment["WORKFLOW_API_SANDBOX_UID"] = str(self.worker_uid(root, slug))
-        return environment
+        confined_as_root = self.kind == "bubblewrap" and os.geteuid() == 0
+        uid = self.worker_uid(root, slug) if confined_as_root else None
+        return WorkerSandbox(sandbox=self.kind, sandbox_uid=uid).to_env()
 
     def worker_uid(self, root: Path, slug: str) -> int:
         own = _recorded(root / slug)

@@ -12,9 +12,13 @@
   (namespace and storage): a failed first deploy leaves nothing behind. One that was ready
   keeps its objects and data, and a Deployment that stops being available is `starting` again.
 
-`remove` deletes the namespace (the namespace controller deletes what is in it), waits, bounded,
-until it is really gone, then removes the consumer's storage. A namespace of that name that is
-not this consumer's (other labels or consumer id) is never written to nor deleted.
+`removal_step` (what the reconciler calls, once per pass) deletes the namespace (the namespace
+controller deletes what is in it) and answers at once; later steps check, at most every
+`REMOVAL_POLL_SECONDS`, whether it is really gone, and then remove the consumer's storage. A
+removal taking more than `removal_timeout_seconds` raises a temporary error (the reconciler backs
+off and starts the wait afresh). `remove` does the same steps waiting in between (for callers that
+want it gone on return). A namespace of that name that is not this consumer's (other labels or
+consumer id) is never written to nor deleted.
 
 `detail`, persisted by the reconciler between calls:
 
@@ -35,18 +39,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from provisioner.consumer_storage import ConsumerStorage, ConsumerStorageError, NoConsumerStorage
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
-from provisioner.deployers.kubernetes_api import KubernetesApi
-from provisioner.deployers.kubernetes_config import KubernetesDeployerConfig
-from provisioner.deployers.kubernetes_objects import (
+from provisioner.deployers.kubernetes.api import KubernetesApi
+from provisioner.deployers.kubernetes.config import KubernetesDeployerConfig
+from provisioner.deployers.kubernetes.objects import (
     API_NAME,
     CONSUMER_ID_ANNOTATION,
     internal_url,
     make_consumer_objects,
 )
-from provisioner.deployers.kubernetes_status import describe_failure, rollout_complete
+from provisioner.deployers.kubernetes.status import describe_failure, rollout_complete
+from provisioner.storage.consumer import ConsumerStorage, NoConsumerStorage
 from workflow_common.kubernetes import KubernetesApiError
+from workflow_common.retry import PermanentError, RetriedWorkError, TemporaryError
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +60,12 @@ REMOVAL_POLL_SECONDS = 0.5
 MANAGED_BY = ("app.kubernetes.io/managed-by", "workflow-provisioner")
 
 
-class KubernetesDeploymentError(RuntimeError):
-    """A namespace that is not ours, or one that does not go away in time."""
+class KubernetesDeploymentError(PermanentError):
+    """A namespace of the consumer's name that is not ours."""
+
+
+class RemovalTimeoutError(TemporaryError):
+    """The consumer's namespace did not go away in time; the removal is retried."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,20 @@ class _Record:
         return asdict(self)
 
 
+def retried(error: KubernetesApiError | RetriedWorkError) -> RetriedWorkError:
+    """An API error in the retry taxonomy: 429, 5xx and no answer are temporary (the client has
+    already retried them), any other answer permanent. The client's `ApiUnavailableError` and
+    `ApiRefusedError` already are."""
+    if isinstance(error, TemporaryError | PermanentError):
+        return error
+    kind = (
+        TemporaryError
+        if isinstance(error, KubernetesApiError) and error.retryable
+        else PermanentError
+    )
+    return kind(str(error))
+
+
 def _ours(namespace: Any, spec: ConsumerSpec) -> bool:
     labels = namespace.metadata.labels or {}
     annotations = namespace.metadata.annotations or {}
@@ -118,6 +141,8 @@ class KubernetesDeployer:
         self._settings = dict(workflow_api_env)
         self._storage = storage or NoConsumerStorage()
         self._clock = clock
+        # namespace -> (monotonic start of its removal, last check): removals under way
+        self._removals: dict[str, tuple[float, float]] = {}
         shared = [repr(config), sorted(self._settings.items()), type(self._storage).__name__]
         self._shared_inputs = json.dumps(shared, default=str)
         config.deployment_spec(ConsumerSpec("check", "check", "check"), self._settings)
@@ -148,7 +173,7 @@ class KubernetesDeployer:
                     return self._not_available(spec, record, None, now, waiting)
                 record = replace(record, inputs=inputs, synced_at=now)
             deployment = self._api.read("Deployment", API_NAME, namespace)
-        except (KubernetesApiError, ConsumerStorageError, KubernetesDeploymentError) as error:
+        except (KubernetesApiError, RetriedWorkError) as error:
             return self._trouble(spec, record, now, error)
         if deployment is not None and rollout_complete(deployment):
             if record.waiting_since is not None or not record.was_ready:
@@ -161,7 +186,18 @@ class KubernetesDeployer:
         return self._not_available(spec, record, deployment, now)
 
     def remove(self, spec: ConsumerSpec, detail: dict[str, Any]) -> None:
+        """The removal steps, waiting in between until all is gone (bounded)."""
+        while self.removal_step(spec, detail) is not None:
+            time.sleep(REMOVAL_POLL_SECONDS)
+
+    def removal_step(self, spec: ConsumerSpec, detail: dict[str, Any]) -> str | None:
+        """See the module docstring."""
         namespace = self._config.namespace(spec)
+        now = time.monotonic()
+        started, checked = self._removals.get(namespace, (now, 0.0))
+        waiting = f"waiting for namespace {namespace} to be deleted"
+        if now - checked < REMOVAL_POLL_SECONDS:
+            return waiting
         live = self._api.read("Namespace", namespace)
         if live is not None and not _ours(live, spec):
             log.warning(
@@ -171,9 +207,15 @@ class KubernetesDeployer:
             if live.metadata.deletion_timestamp is None:
                 self._api.delete("Namespace", namespace)
                 log.info("consumer %s: deleting namespace %s", spec.consumer_id, namespace)
-            self._wait_until_gone(namespace)
+            if now - started >= self._config.removal_timeout_seconds:
+                del self._removals[namespace]
+                raise RemovalTimeoutError(self._still_there(namespace, live))
+            self._removals[namespace] = (started, now)
+            return waiting
+        self._removals.pop(namespace, None)
         self._storage.remove(spec)
         log.info("consumer %s: namespace %s and storage removed", spec.consumer_id, namespace)
+        return None
 
     # --- steps ---------------------------------------------------------------------------------
 
@@ -230,13 +272,15 @@ class KubernetesDeployer:
         return self._fail(spec, record, f"{what}: {cause}")
 
     def _trouble(
-        self, spec: ConsumerSpec, record: _Record, now: float, error: Exception
+        self,
+        spec: ConsumerSpec,
+        record: _Record,
+        now: float,
+        error: KubernetesApiError | RetriedWorkError,
     ) -> DeploymentStatus:
         """An API or storage error: retryable ones wait (a ready consumer stays ready), others
         fail at once."""
-        retryable = isinstance(error, ConsumerStorageError) or (
-            isinstance(error, KubernetesApiError) and error.retryable
-        )
+        retryable = isinstance(retried(error), TemporaryError)
         message = f"{type(error).__name__}: {error}"
         if not retryable:
             return self._fail(spec, record, message)
@@ -257,19 +301,15 @@ class KubernetesDeployer:
             if live is not None and _ours(live, spec):
                 self._api.delete("Namespace", namespace)
             self._storage.remove(spec)
-        except (KubernetesApiError, ConsumerStorageError) as error:
+        except (KubernetesApiError, RetriedWorkError) as error:
             log.warning("consumer %s: cleaning up failed: %s", spec.consumer_id, error)
             message += f" (cleaning up failed too: {error})"
         return DeploymentStatus("failed", None, _Record().to_detail(), message)
 
-    def _wait_until_gone(self, namespace: str) -> None:
-        deadline = time.monotonic() + self._config.removal_timeout_seconds
-        while (live := self._api.read("Namespace", namespace)) is not None:
-            if time.monotonic() >= deadline:
-                conditions = (live.status.conditions or []) if live.status else []
-                why = "; ".join(f"{c.type}: {c.message}" for c in conditions if c.status == "True")
-                raise KubernetesDeploymentError(
-                    f"namespace {namespace} still exists after"
-                    f" {self._config.removal_timeout_seconds:g} s{': ' + why if why else ''}"
-                )
-            time.sleep(REMOVAL_POLL_SECONDS)
+    def _still_there(self, namespace: str, live: Any) -> str:
+        conditions = (live.status.conditions or []) if live.status else []
+        why = "; ".join(f"{c.type}: {c.message}" for c in conditions if c.status == "True")
+        return (
+            f"namespace {namespace} still exists after"
+            f" {self._config.removal_timeout_seconds:g} s{': ' + why if why else ''}"
+        )

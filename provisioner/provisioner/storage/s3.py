@@ -15,10 +15,11 @@ from minio.credentials.providers import StaticProvider
 from minio.deleteobjects import DeleteObject
 from minio.error import MinioAdminException, MinioException
 
-from provisioner.consumer_storage import ConsumerStorageError
 from provisioner.deployers.base import ConsumerSpec
 from provisioner.slugs import prefixed_label
+from provisioner.storage.consumer import ConsumerStorageError
 from workflow_common.s3 import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, make_s3_client
+from workflow_contracts.workflow_api_env import S3Storage
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +41,15 @@ def _endpoint_parts(endpoint: str, secure: bool) -> tuple[str, bool]:
 def _settings(
     endpoint: str, secure: bool, access: str, secret: str, bucket: str, prefix: str
 ) -> dict[str, str]:
-    return {
-        "WORKFLOW_API_S3_ENDPOINT": endpoint,
-        "WORKFLOW_API_S3_SECURE": "true" if secure else "false",
-        "WORKFLOW_API_S3_ACCESS_KEY": access,
-        "WORKFLOW_API_S3_SECRET_KEY": secret,
-        "WORKFLOW_API_S3_BUCKET": bucket,
-        "WORKFLOW_API_S3_PREFIX": prefix,
-        "WORKFLOW_API_S3_REGION": REGION,
-    }
+    return S3Storage(
+        s3_endpoint=endpoint,
+        s3_secure=secure,
+        s3_access_key=access,
+        s3_secret_key=secret,
+        s3_bucket=bucket,
+        s3_prefix=prefix,
+        s3_region=REGION,
+    ).to_env()
 
 
 def _delete_objects(client: Minio, bucket: str, prefix: str = "") -> None:

@@ -5,6 +5,10 @@ fixed (`workflow-api`, `workflow-api-config`, ...), so every name is determinist
 the namespace collects everything. `make_consumer_objects` lists the objects in apply order: the
 namespace, then what admission needs before the first pod (quota, limit range, network policies),
 then the accounts and their binding, configuration, storage, the workload and its route.
+
+Longer than our ~300 lines on purpose: the spec and the builders of one consumer's dozen objects
+are read together (names, labels and ports refer to each other across them), and all of it is
+pure data with no I/O.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ from kubernetes import client
 from kubernetes.utils import parse_quantity
 
 from provisioner.slugs import DNS_LABEL, prefixed_label
-
-# What the job runner puts on its job pods and runs them as: one definition for both sides.
 from workflow_contracts.kubernetes_names import (
     JOB_LABEL_KEY,
     JOB_LABEL_VALUE,
     JOB_SERVICE_ACCOUNT_NAME,
 )
+
+# What the job runner puts on its job pods and runs them as: one definition for both sides.
+from workflow_contracts.workflow_api_env import PER_CONSUMER_NAMES, PREFIX, ConsumerIdentity
 
 API_NAME = "workflow-api"  # Deployment, Service, ServiceAccount, RoleBinding, Ingress
 CONFIG_SECRET_NAME = "workflow-api-config"  # noqa: S105 - a name, not a secret
@@ -42,10 +47,6 @@ CONSUMER_ID_ANNOTATION = "workflow.middle-layer/consumer-id"
 GRANTS_ANNOTATION = "workflow.middle-layer/grants"
 CONFIG_HASH_ANNOTATION = "workflow.middle-layer/config-hash"  # a changed Secret rolls the pod
 SELECTOR_KEYS = ("name", "instance", "component")  # of the app.kubernetes.io/* labels
-# Set by the builder from the spec, so never taken from `settings`.
-IDENTITY_SETTINGS = frozenset(
-    f"WORKFLOW_API_{name}" for name in ("CONSUMER_ID", "DATA_DIR", "PUBLIC_URL", "TOKEN_AUDIENCE")
-)
 
 # Least privilege for the workflow-api's job runner, in its own namespace only: the rules of the
 # ClusterRole `RUNNER_CLUSTER_ROLE` (installed with the provisioner, see kubernetes_rbac), which
@@ -179,8 +180,7 @@ class ConsumerDeploymentSpec:
         for name in (self.slug, self.namespace, self.provisioner_namespace, self.ingress_namespace):
             if not DNS_LABEL.fullmatch(name):
                 raise ValueError(f"{name!r} is not a DNS label")
-        prefix = "WORKFLOW_API_"
-        refused = [k for k in self.settings if k in IDENTITY_SETTINGS or not k.startswith(prefix)]
+        refused = [k for k in self.settings if k in PER_CONSUMER_NAMES or not k.startswith(PREFIX)]
         if refused:
             raise ValueError(f"settings may not contain {sorted(refused)}")
         if not self.ingress.path_prefix.startswith("/") or not 0 < self.storage_port < 65536:
@@ -215,13 +215,13 @@ class ConsumerDeploymentSpec:
 
     def config(self) -> dict[str, str]:
         """The workflow-api's whole environment, as its Secret holds it."""
-        identity = {
-            "WORKFLOW_API_CONSUMER_ID": self.consumer_id,
-            "WORKFLOW_API_DATA_DIR": DATA_DIR,
-            "WORKFLOW_API_PUBLIC_URL": self.public_url,
-            "WORKFLOW_API_TOKEN_AUDIENCE": self.token_audience,
-        }
-        return dict(sorted({**self.settings, **identity}.items()))
+        identity = ConsumerIdentity(
+            consumer_id=self.consumer_id,
+            data_dir=DATA_DIR,
+            public_url=self.public_url,
+            token_audience=self.token_audience,
+        )
+        return dict(sorted({**self.settings, **identity.to_env()}.items()))
 
     def internal_url(self) -> str:
         return internal_url(self.namespace)

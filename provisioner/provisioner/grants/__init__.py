@@ -1,0 +1,1 @@
+"""Grants and consumers: the tables, their states, and the one definition of a live grant."""

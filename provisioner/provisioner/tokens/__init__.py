@@ -1,0 +1,1 @@
+"""Tokens the provisioner issues: consumer tokens and admin tokens for the workflow-apis."""
