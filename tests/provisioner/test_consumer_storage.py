@@ -22,11 +22,11 @@ from provisioner.credentials import CredentialSecrets
 from provisioner.deployers.base import ConsumerSpec
 from provisioner.s3_storage import MinioUserStorage, SharedBucketStorage
 from provisioner.slugs import consumer_slug
-from tests.fixtures.minio import MinioServer
-from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
-from tests.provisioner.harness import RunningProvisioner, eventually
-from tests.workflow_api.apis import upload
 from workflow_api.storage.s3 import S3Store, make_s3_client
+from workflow_testkit.provisioner import RunningProvisioner, eventually
+from workflow_testkit.servers.minio import MinioServer
+from workflow_testkit.servers.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
+from workflow_testkit.workflow_api import upload
 
 
 def consumer(name: str) -> ConsumerSpec:

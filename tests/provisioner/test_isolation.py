@@ -17,7 +17,7 @@ from provisioner.deployers.base import ConsumerSpec, Deployer, DeploymentStatus
 from provisioner.intake import request_key
 from provisioner.services import Parts
 from provisioner.slugs import consumer_slug
-from tests.provisioner.harness import RunningProvisioner, eventually
+from workflow_testkit.provisioner import RunningProvisioner, eventually
 
 
 class Sabotaged:

@@ -23,11 +23,11 @@ from provisioner.deployers.local import (
     consumer_environment,
 )
 from provisioner.deployers.local_sandbox import WORKER_UID_FILE, LocalSandbox
-from tests.fixtures.sandbox import require_sandbox, sandbox_settings
-from tests.workflow_api.apis import execute, wait_for_job
 from tests.workflow_api.test_execution import _tree
 from workflow_api.signing_keys import SigningKey
 from workflow_contracts.tokens import ADMIN_SCOPE, CONSUMER_SCOPE
+from workflow_testkit.sandbox import require_sandbox, sandbox_settings
+from workflow_testkit.workflow_api import execute, wait_for_job
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DUMMY_ASSETS = REPOSITORY / "dummy-job" / "assets"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.workflow_api.apis import RunningApi, start_api
 from workflow_api.signing_keys import SigningKey
+from workflow_testkit.workflow_api import RunningApi, start_api
 
 ALL_DUMMY_ASSETS = ("dummy", "input-dummy", "echo", "noop")
 

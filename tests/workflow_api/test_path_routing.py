@@ -10,7 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.workflow_api.apis import (
+from workflow_api.app import create_app
+from workflow_api.signing_keys import SigningKey
+from workflow_testkit.workflow_api import (
     RunningApi,
     ThreadedServer,
     bound_socket,
@@ -18,8 +20,6 @@ from tests.workflow_api.apis import (
     make_settings,
     wait_for_job,
 )
-from workflow_api.app import create_app
-from workflow_api.signing_keys import SigningKey
 
 PREFIX = "/consumers/alice-1234"
 

@@ -10,9 +10,9 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from tests.workflow_api.apis import RunningApi, execute, upload, wait_for_job
 from workflow_api.signing_keys import SigningKey
 from workflow_contracts.tokens import ADMIN_SCOPE
+from workflow_testkit.workflow_api import RunningApi, execute, upload, wait_for_job
 
 PROTECTED = [
     ("GET", "/processes"),

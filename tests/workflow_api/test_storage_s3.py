@@ -21,7 +21,6 @@ import pytest
 from minio import Minio
 from minio.error import S3Error
 
-from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 from workflow_api.storage.base import InvalidKeyError
 from workflow_api.storage.s3 import (
     CONNECT_TIMEOUT_SECONDS,
@@ -30,6 +29,7 @@ from workflow_api.storage.s3 import (
     S3Store,
     make_s3_client,
 )
+from workflow_testkit.servers.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 
 pytestmark = pytest.mark.s3
 
