@@ -18,7 +18,8 @@ lint: install
 	cd $(VENV) && bin/lint-imports ../pyproject.toml
 
 typecheck: install
-	$(BIN)/mypy contracts/workflow_contracts common/workflow_common workflow-api/workflow_api data-sidecar/data_sidecar dummy-job/dummy_job provisioner/provisioner
+	$(BIN)/mypy contracts/workflow_contracts common/workflow_common workflow-api/workflow_api data-sidecar/data_sidecar dummy-job/dummy_job provisioner/provisioner \
+		testkit/workflow_testkit tools/dockerfile_lint
 
 install: $(VENV)/.installed
 

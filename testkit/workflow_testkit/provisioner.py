@@ -56,7 +56,8 @@ class RunningProvisioner:
 
     @property
     def services(self) -> Services:
-        services: Services = self.server.server.config.app.state.services
+        app: Any = self.server.server.config.app
+        services: Services = app.state.services
         return services
 
     @property

@@ -71,7 +71,8 @@ class RunningApi:
 
     @property
     def services(self) -> Services:
-        services: Services = self.server.server.config.app.state.services
+        app: Any = self.server.server.config.app
+        services: Services = app.state.services
         return services
 
     @property

@@ -231,7 +231,7 @@ async def _handle(request: Request) -> Response:
     method = request.method
     with world.lock:
         if method == "GET":
-            entity = store.get(entity_id)
+            entity = store.get(str(entity_id))  # GET has the {id} route only
             if entity is None:
                 return _not_found(collection, str(entity_id))
             return JSONResponse(render(entity, world.edc_version))

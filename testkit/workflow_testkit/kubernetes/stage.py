@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -80,7 +81,7 @@ def install_provisioner_rbac(
         make_provisioner_cluster_role(role, runner_role),
         make_runner_cluster_role(runner_role),
     ):
-        ignore_conflict(lambda cluster_role=cluster_role: rbac.create_cluster_role(cluster_role))
+        ignore_conflict(functools.partial(rbac.create_cluster_role, cluster_role))
     service_account = client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=account))
     ignore_conflict(lambda: core.create_namespaced_service_account(namespace, service_account))
     binding = client.V1ClusterRoleBinding(
