@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PACKAGES := contracts common testkit data-sidecar dummy-job workflow-api provisioner
+PACKAGES := contracts common testkit tools data-sidecar dummy-job workflow-api provisioner
 
 .PHONY: run test lint typecheck install
 run: install
@@ -14,9 +14,12 @@ test: install lint typecheck
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	# From the venv's folder: at the root, the folder provisioner/ would hide the package.
+	cd $(VENV) && bin/lint-imports ../pyproject.toml
 
 typecheck: install
-	$(BIN)/mypy contracts/workflow_contracts common/workflow_common workflow-api/workflow_api data-sidecar/data_sidecar dummy-job/dummy_job provisioner/provisioner
+	$(BIN)/mypy contracts/workflow_contracts common/workflow_common workflow-api/workflow_api data-sidecar/data_sidecar dummy-job/dummy_job provisioner/provisioner \
+		testkit/workflow_testkit tools/dockerfile_lint
 
 install: $(VENV)/.installed
 

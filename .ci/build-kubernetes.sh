@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build a local Kubernetes control plane for the tests in tests/kubernetes/ from the Go module proxy:
+# Build a local Kubernetes control plane for the tests in tests/cluster/ from the Go module proxy:
 # kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok and kwokctl.
 #
 # Everything goes to a cache directory OUTSIDE the repository, so CI can keep it between runs:
@@ -8,7 +8,7 @@
 #   $WORKFLOW_K8S_CACHE/<kubernetes version>/src/{kubernetes,etcd}  the wrapper modules
 # A binary whose stamp file matches the wanted version and build flags is not rebuilt.
 #
-# Only the Go module proxy is needed (no dl.k8s.io, no GitHub). See tests/kubernetes/BUILD-TIMES.md.
+# Only the Go module proxy is needed (no dl.k8s.io, no GitHub). See tests/cluster/BUILD-TIMES.md.
 #
 # Environment: WORKFLOW_K8S_CACHE, K8S_VERSION, ETCD_VERSION, KWOK_VERSION, BUILD_JOBS (go build -p).
 set -euo pipefail

@@ -1,8 +1,9 @@
 """Provisioning latency and teardown time of the provisioner on the local deployer.
 
-Everything runs in this process except the workflow-apis: the stand-in EDC (tests/edc_standin) and a
-real provisioner (tests/provisioner/harness.py) serve on loopback in threads; the provisioner starts
-one `python -m workflow_api serve` process per consumer, exactly as in production.
+Everything runs in this process except the workflow-apis: the stand-in EDC and a real provisioner
+(the test kit's `workflow_testkit.edc_standin`, `workflow_testkit.provisioner`) serve on loopback
+in threads; the provisioner starts one `python -m workflow_api serve` process per consumer, exactly
+as in production.
 
     baseline   a bare `python -m workflow_api serve`, with the environment the deployer gives a
                consumer: Popen → GET /conformance answers 200 (polled every 10 ms through one
@@ -27,7 +28,7 @@ package is not modified): reconciler passes, process start, health probes, the g
 sent, EDC's answers, and the lookups after a 409. The provisioner runs with the package defaults
 unless --callback-delay, --reconcile-interval or --supervise-interval say otherwise.
 
-    PYTHONPATH=. .venv/bin/python bench/provisioning.py [--new 10] [--existing 30] [--teardowns 10]
+    .venv/bin/python bench/provisioning.py [--new 10] [--existing 30] [--teardowns 10]
         [--leases 0.1 0.02] [--callback-delay SECONDS] [--bursts 1] [--name provisioning]
 """
 
@@ -57,20 +58,24 @@ import httpx
 from harness import cpu_seconds, free_port, load_note, percentile, print_table, write_results
 
 from provisioner.deployers.base import ConsumerSpec
+from provisioner.deployers.local import deployer as local_deployer
 from provisioner.deployers.local.deployer import ProcessIdentity, consumer_environment
-from provisioner.deployers.local.deployer import deployer as local_deployer
-from provisioner.reconciler.loop import loop as reconciler_module
+from provisioner.reconciler import loop as reconciler_module
 from provisioner.services import workflow_api_environment
 from provisioner.settings import Settings
 from provisioner.slugs import consumer_slug
 from provisioner.tokens.issuing import workflow_api_audience
-from tests.edc_standin.driver import Driver
-from tests.edc_standin.entities import Exchange
-from tests.edc_standin.fixture import serve_in_thread
-from tests.edc_standin.model import World
-from tests.edc_standin.server import create_app as create_edc_app
-from tests.provisioner.conftest import remove_leftover_deployments
-from tests.provisioner.harness import RunningProvisioner, eventually, start_provisioner
+from workflow_testkit.edc_standin.driver import Driver
+from workflow_testkit.edc_standin.entities import Exchange
+from workflow_testkit.edc_standin.fixture import serve_in_thread
+from workflow_testkit.edc_standin.model import World
+from workflow_testkit.edc_standin.server import create_app as create_edc_app
+from workflow_testkit.provisioner import (
+    RunningProvisioner,
+    eventually,
+    remove_leftover_deployments,
+    start_provisioner,
+)
 
 TARGETS_MS = {"new": 1500.0, "existing": 100.0}
 SAMPLE_TIMEOUT = 60.0

@@ -1,6 +1,6 @@
 pytest_plugins = [
-    "tests.fixtures.postgres",
-    "tests.fixtures.minio",
-    "tests.fixtures.s3",
-    "tests.edc_standin.fixture",
+    "workflow_testkit.servers.postgres",
+    "workflow_testkit.servers.minio",
+    "workflow_testkit.servers.s3",
+    "workflow_testkit.edc_standin.fixture",
 ]

@@ -32,13 +32,13 @@ from provisioner.edc.publisher import OfferingClient, publish
 from provisioner.edc.wire import endpoint_address
 from tests.edc.flows import buy
 from tests.edc.runtimes import API_KEY, EdcConnector
-from tests.edc_standin.fixture import serve_in_thread
-from tests.workflow_api.apis import DUMMY_ASSETS
 from workflow_contracts.asset import load_catalog
+from workflow_testkit.edc_standin import RECORDED
+from workflow_testkit.edc_standin.fixture import serve_in_thread
+from workflow_testkit.workflow_api import DUMMY_ASSETS
 
 EDC = "https://w3id.org/edc/v0.0.1/ns/"
 ODRL = "http://www.w3.org/ns/odrl/2/"
-RECORDED = Path(__file__).resolve().parents[1] / "edc_standin" / "recorded"
 CONTEXT = {"@vocab": EDC, "edc": EDC, "odrl": ODRL}
 KEPT_HEADERS = {"content-type", "user-agent", "x-api-key", "accept-encoding", "content-length"}
 

@@ -17,9 +17,12 @@ from provisioner.edc.publisher import OfferingClient, publish
 from provisioner.services import offer_target
 from tests.edc.flows import buy, provider_transfer, wait_for
 from tests.edc.runtimes import API_KEY, EdcConnector, require_edc_runtime
-from tests.provisioner.conftest import remove_leftover_deployments
-from tests.provisioner.harness import RunningProvisioner, start_provisioner
-from tests.workflow_api.apis import execute, wait_for_job
+from workflow_testkit.provisioner import (
+    RunningProvisioner,
+    remove_leftover_deployments,
+    start_provisioner,
+)
+from workflow_testkit.workflow_api import execute, wait_for_job
 
 VERSION = "0.18.0"
 EDC = "https://w3id.org/edc/v0.0.1/ns/"

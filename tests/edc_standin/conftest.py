@@ -1,7 +1,7 @@
 """Fixtures of the stand-in's own tests.
 
-The root conftest registers `tests.edc_standin.fixture` as a plugin; importing the fixtures here
-keeps this directory's tests runnable on their own as well.
+The root conftest registers `workflow_testkit.edc_standin.fixture` as a plugin; importing the
+fixtures here keeps this directory's tests runnable on their own as well.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.edc_standin.fixture import EdcStandIn, edc_standin, edc_standin_server
-from tests.edc_standin.model import World
+from workflow_testkit.edc_standin.fixture import EdcStandIn, edc_standin, edc_standin_server
+from workflow_testkit.edc_standin.model import World
 
 __all__ = ["client", "edc_standin", "edc_standin_server", "world"]
 

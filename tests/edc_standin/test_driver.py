@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from tests.edc_standin import wire
-from tests.edc_standin.fixture import EdcStandIn, serve_in_thread
-from tests.edc_standin.policy import EDC_NAMESPACE
+from workflow_testkit.edc_standin import wire
+from workflow_testkit.edc_standin.fixture import EdcStandIn, serve_in_thread
+from workflow_testkit.edc_standin.policy import EDC_NAMESPACE
 
 NS = EDC_NAMESPACE
 Hook = Callable[[dict[str, Any]], Awaitable[None]]

@@ -5,7 +5,6 @@ shape (keys, value types, nesting; ids and timestamps differ), so the stand-in c
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,13 +13,12 @@ import pytest
 from provisioner.edc.offering import OfferTarget
 from provisioner.edc.publisher import OfferingClient, publish
 from provisioner.edc.wire import endpoint_address
-from tests.edc_standin import wire
-from tests.edc_standin.fixture import EdcStandIn
-from tests.edc_standin.policy import in_force_date, use_permission
-from tests.workflow_api.apis import DUMMY_ASSETS
 from workflow_contracts.asset import load_catalog
+from workflow_testkit.edc_standin import RECORDED, wire
+from workflow_testkit.edc_standin.fixture import EdcStandIn
+from workflow_testkit.edc_standin.policy import in_force_date, use_permission
+from workflow_testkit.workflow_api import DUMMY_ASSETS
 
-RECORDED = Path(__file__).parent / "recorded"
 VERSIONS = ["0.15.1", "0.18.0"]
 KEY = "password"
 #: In the order they were recorded (later ones depend on earlier ones).

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.edc_standin.model import World
-from tests.edc_standin.samples import NS, callback_body, errors, provisioning_requested
+from workflow_testkit.edc_standin.model import World
+from workflow_testkit.edc_standin.samples import NS, callback_body, errors, provisioning_requested
 
 # -- Management API -----------------------------------------------------------------------------
 

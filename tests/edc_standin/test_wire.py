@@ -7,9 +7,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from tests.edc_standin import wire
-from tests.edc_standin.entities import ContractAgreement, ProvisionedResource, TransferProcess
-from tests.edc_standin.policy import (
+from workflow_testkit.edc_standin import wire
+from workflow_testkit.edc_standin.entities import (
+    ContractAgreement,
+    ProvisionedResource,
+    TransferProcess,
+)
+from workflow_testkit.edc_standin.policy import (
     contract_agreement_offset,
     in_force_date,
     instant,

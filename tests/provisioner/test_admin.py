@@ -13,9 +13,9 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from tests.provisioner.harness import RunningProvisioner, eventually, provisioner_settings
-from tests.workflow_api.apis import execute, wait_for_job
 from workflow_common.settings import describe_invalid_settings
+from workflow_testkit.provisioner import RunningProvisioner, eventually, provisioner_settings
+from workflow_testkit.workflow_api import execute, wait_for_job
 
 
 def _hand_grant(

@@ -22,12 +22,12 @@ from provisioner.slugs import consumer_slug
 from provisioner.storage.consumer import NoConsumerStorage
 from provisioner.storage.credentials import CredentialSecrets
 from provisioner.storage.s3 import MinioUserStorage, SharedBucketStorage
-from tests.fixtures.minio import MinioServer
-from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
-from tests.provisioner.harness import RunningProvisioner, eventually
-from tests.workflow_api.apis import upload
 from workflow_api.storage.s3 import S3Store
 from workflow_common.s3 import make_s3_client
+from workflow_testkit.provisioner import RunningProvisioner, eventually
+from workflow_testkit.servers.minio import MinioServer
+from workflow_testkit.servers.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
+from workflow_testkit.workflow_api import upload
 
 
 def consumer(name: str) -> ConsumerSpec:

@@ -15,10 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.edc_standin.fixture import EdcStandIn
-from tests.provisioner.conftest import remove_leftover_deployments
-from tests.provisioner.harness import ENDPOINT_SECRET, consumer_directories, eventually
-from tests.workflow_api.apis import DUMMY_ASSETS, bound_socket
+from workflow_testkit.edc_standin.fixture import EdcStandIn
+from workflow_testkit.provisioner import (
+    ENDPOINT_SECRET,
+    consumer_directories,
+    eventually,
+    remove_leftover_deployments,
+)
+from workflow_testkit.workflow_api import DUMMY_ASSETS, bound_socket
 
 EDC = "https://w3id.org/edc/v0.0.1/ns/"
 

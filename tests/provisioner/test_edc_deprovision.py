@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 
 from provisioner.edc.callbacks import CallbackClient
-from tests.edc_standin.fixture import EdcStandIn
-from tests.edc_standin.policy import valid_for
-from tests.provisioner.harness import eventually
+from workflow_testkit.edc_standin.fixture import EdcStandIn
+from workflow_testkit.edc_standin.policy import valid_for
+from workflow_testkit.provisioner import eventually
 
 
 def test_deprovision_after_our_expiry_still_gets_its_callback_retried_until_taken(

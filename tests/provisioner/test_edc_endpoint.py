@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from provisioner.__main__ import _dev_banner, _dev_settings
-from tests.edc_standin import wire as edc_wire
-from tests.edc_standin.fixture import EdcStandIn
-from tests.provisioner.harness import RunningProvisioner, eventually
-from tests.workflow_api.apis import DUMMY_ASSETS
+from workflow_testkit.edc_standin import wire as edc_wire
+from workflow_testkit.edc_standin.fixture import EdcStandIn
+from workflow_testkit.provisioner import RunningProvisioner, eventually
+from workflow_testkit.workflow_api import DUMMY_ASSETS
 
 EDC = "https://w3id.org/edc/v0.0.1/ns/"
 

@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.edc_standin import wire as edc_wire
-from tests.edc_standin.fixture import EdcStandIn
-from tests.edc_standin.policy import valid_for
-from tests.provisioner.harness import RunningProvisioner, consumer_directories, eventually
-from tests.workflow_api.apis import execute, wait_for_job
+from workflow_testkit.edc_standin import wire as edc_wire
+from workflow_testkit.edc_standin.fixture import EdcStandIn
+from workflow_testkit.edc_standin.policy import valid_for
+from workflow_testkit.provisioner import RunningProvisioner, consumer_directories, eventually
+from workflow_testkit.workflow_api import execute, wait_for_job
 
 EDC = "https://w3id.org/edc/v0.0.1/ns/"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.provisioner.harness import RunningProvisioner
 from workflow_contracts.text import text_problem
+from workflow_testkit.provisioner import RunningProvisioner
 
 JSON = {"content-type": "application/json"}
 LEGACY = (

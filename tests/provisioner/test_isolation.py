@@ -17,8 +17,8 @@ from provisioner.edc.intake import request_key
 from provisioner.grants.models import Flavour, Grant, GrantState
 from provisioner.services import Parts
 from provisioner.slugs import consumer_slug
-from tests.provisioner.harness import RunningProvisioner, eventually
 from workflow_common.clock import utcnow
+from workflow_testkit.provisioner import RunningProvisioner, eventually
 
 
 class Sabotaged:

@@ -24,10 +24,10 @@ from provisioner.deployers.local.deployer import (
 )
 from provisioner.deployers.local.sandbox import WORKER_UID_FILE, LocalSandbox
 from provisioner.signing_keys import SigningKey
-from tests.fixtures.sandbox import require_sandbox, sandbox_settings
-from tests.workflow_api.apis import execute, wait_for_job
 from tests.workflow_api.test_execution import _tree
 from workflow_contracts.tokens import ADMIN_SCOPE, CONSUMER_SCOPE
+from workflow_testkit.sandbox import require_sandbox, sandbox_settings
+from workflow_testkit.workflow_api import execute, wait_for_job
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DUMMY_ASSETS = REPOSITORY / "dummy-job" / "assets"

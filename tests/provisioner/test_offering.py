@@ -19,8 +19,8 @@ from provisioner.edc.offering import (
     plan,
     read_existing,
 )
-from tests.workflow_api.apis import DUMMY_ASSETS
 from workflow_contracts.asset import WorkflowAsset, load_catalog
+from workflow_testkit.workflow_api import DUMMY_ASSETS
 
 DATAPLANE = OfferTarget(flavour="dataplane", public_url="http://127.0.0.1:8000")
 MINIMAL: dict[str, Any] = {"id": "wf", "title": "WF", "execution": {"image": "img:1"}}

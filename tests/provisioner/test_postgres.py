@@ -7,9 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.edc_standin.fixture import EdcStandIn
-from tests.provisioner.conftest import remove_leftover_deployments
-from tests.provisioner.harness import start_provisioner
+from workflow_testkit.edc_standin.fixture import EdcStandIn
+from workflow_testkit.provisioner import remove_leftover_deployments, start_provisioner
 
 EDC = "https://w3id.org/edc/v0.0.1/ns/"
 

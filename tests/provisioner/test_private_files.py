@@ -15,12 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.edc_standin.fixture import EdcStandIn
-from tests.provisioner.conftest import remove_leftover_deployments
-from tests.provisioner.harness import ENDPOINT_SECRET, consumer_directories
 from tests.provisioner.test_crash_recovery import EDC, ProvisionerProcess
-from tests.workflow_api.apis import execute, upload, wait_for_job
 from workflow_common.private_files import private_dir, private_file, workspace_dir
+from workflow_testkit.edc_standin.fixture import EdcStandIn
+from workflow_testkit.provisioner import (
+    ENDPOINT_SECRET,
+    consumer_directories,
+    remove_leftover_deployments,
+)
+from workflow_testkit.workflow_api import execute, upload, wait_for_job
 
 # Written by this test, not by the services: the provisioner's stdout and stderr.
 TEST_FILES = {"provisioner.log"}

@@ -15,10 +15,10 @@ from provisioner.edc.publisher import (
     publish,
 )
 from provisioner.settings import Settings
-from tests.edc_standin.fixture import EdcStandIn
-from tests.provisioner.harness import eventually
-from tests.workflow_api.apis import DUMMY_ASSETS
 from workflow_contracts.asset import load_catalog
+from workflow_testkit.edc_standin.fixture import EdcStandIn
+from workflow_testkit.provisioner import eventually
+from workflow_testkit.workflow_api import DUMMY_ASSETS
 
 
 def test_published_on_startup_and_the_published_asset_provisions(

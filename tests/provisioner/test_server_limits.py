@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.provisioner.harness import ENDPOINT_SECRET, eventually
-from tests.workflow_api.apis import DUMMY_ASSETS, bound_socket
+from workflow_testkit.provisioner import ENDPOINT_SECRET, eventually
+from workflow_testkit.workflow_api import DUMMY_ASSETS, bound_socket
 
 HUNDRED_MB = 100 * 1024 * 1024
 CHUNK = b"x" * 65536

@@ -17,9 +17,9 @@ from kubernetes import client
 from sqlmodel import Session, select
 
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
+from provisioner.deployers.kubernetes import deployer as kubernetes_deployer
 from provisioner.deployers.kubernetes.config import KubernetesDeployerConfig
 from provisioner.deployers.kubernetes.deployer import KubernetesDeployer, RemovalTimeoutError
-from provisioner.deployers.kubernetes.deployer import deployer as kubernetes_deployer
 from provisioner.deployers.kubernetes.objects import make_namespace
 from provisioner.grants.models import (
     Consumer,
@@ -28,13 +28,13 @@ from provisioner.grants.models import (
     Grant,
     GrantState,
     make_engine,
-    utcnow,
 )
 from provisioner.metrics import Metrics
 from provisioner.reconciler.grant_steps import EdcSide
 from provisioner.reconciler.loop import Reconciler, ReconcilerTiming
 from provisioner.slugs import consumer_slug
 from provisioner.tokens.issuing import workflow_api_audience
+from workflow_common.clock import utcnow
 
 CONFIG = KubernetesDeployerConfig(image="api:1", ingress_domain="workflows.example.org")
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.shipping.dockerfiles import REPOSITORY, VARIABLE, Dockerfile
+from dockerfile_lint.parser import VARIABLE, Dockerfile
+from dockerfile_lint.rules import REPOSITORY
 
 DRIVER = Path(__file__).with_name("netns_driver.py")
 VENV = Path(sys.prefix)  # the tests run in the project's venv: what the image's /opt/venv holds

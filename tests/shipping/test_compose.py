@@ -22,10 +22,11 @@ import jsonschema
 import pytest
 import yaml
 
+from dockerfile_lint.parser import parse
+from dockerfile_lint.rules import DOCKERFILES, REPOSITORY
 from provisioner.settings import Settings as ProvisionerSettings
 from tests.edc.runtimes import require_edc_runtime
 from tests.shipping.containers import ContainerOnHost, in_private_network, private_network_reason
-from tests.shipping.dockerfiles import DOCKERFILES, REPOSITORY, parse
 
 COMPOSE = REPOSITORY / "docker-compose.yml"
 SPEC = Path(__file__).with_name("compose_spec")

@@ -1,4 +1,4 @@
-"""Our Dockerfiles against the house rules (dockerfiles.py) and against hadolint itself."""
+"""Our Dockerfiles against the house rules (tools/dockerfile_lint) and against hadolint itself."""
 
 from __future__ import annotations
 
@@ -13,17 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.deployers.kubernetes.deployer import objects as kubernetes_objects
+from dockerfile_lint.dockerignore import DockerIgnore
+from dockerfile_lint.parser import parse
+from dockerfile_lint.rules import DOCKERFILES, REPOSITORY, SERVERS, check
+from provisioner.deployers.kubernetes import objects as kubernetes_objects
 from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.settings import Settings as ProvisionerSettings
-from tests.shipping.dockerfiles import (
-    DOCKERFILES,
-    REPOSITORY,
-    SERVERS,
-    DockerIgnore,
-    check,
-    parse,
-)
 from workflow_api.settings import Settings as WorkflowApiSettings
 
 IMAGES = sorted(DOCKERFILES)

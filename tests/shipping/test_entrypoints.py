@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
+from dockerfile_lint.parser import parse
+from dockerfile_lint.rules import DOCKERFILES, REPOSITORY
 from provisioner.settings import Settings as ProvisionerSettings
 from provisioner.signing_keys import SigningKey
 from tests.shipping.containers import ContainerOnHost, in_private_network, private_network_reason
-from tests.shipping.dockerfiles import DOCKERFILES, REPOSITORY, parse
 from workflow_api.settings import Settings as WorkflowApiSettings
 from workflow_contracts.tokens import CONSUMER_SCOPE
 

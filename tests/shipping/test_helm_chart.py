@@ -18,7 +18,8 @@ import pytest
 from provisioner.deployers.kubernetes.rbac import Rule, provisioner_rules, runner_rules
 from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.settings import Settings
-from tests.shipping.helm import (
+from workflow_contracts.asset import load_asset
+from workflow_testkit.helm import (
     ASSETS,
     CHART,
     CI_VALUES,
@@ -30,7 +31,6 @@ from tests.shipping.helm import (
     require_helm,
     run_helm,
 )
-from workflow_contracts.asset import load_asset
 
 OLDEST_VERSION = "1.29.0"  # the chart's kubeVersion floor (native sidecars in job pods)
 NEWEST_VERSION = kubernetes_validate.latest_version()

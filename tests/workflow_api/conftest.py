@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from provisioner.signing_keys import SigningKey
-from tests.workflow_api.apis import RunningApi, start_api
+from workflow_testkit.workflow_api import RunningApi, start_api
 
 ALL_DUMMY_ASSETS = ("dummy", "input-dummy", "echo", "noop")
 

@@ -1,6 +1,6 @@
 """Checks that mirror the OGC ETS for API - Processes 1.0 (ets-ogcapi-processes10), run offline.
 
-Every document is validated against the vendored 1.0 schemas (tests/ogc/schemas).
+Every document is validated against the vendored 1.0 schemas (tests/workflow_api/ogc/schemas).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import uuid
 import pytest
 from openapi_spec_validator import validate as validate_openapi
 
-from tests.ogc.validation import validate_ogc
-from tests.workflow_api.apis import RunningApi, execute, wait_for_job
+from tests.workflow_api.ogc.validation import validate_ogc
 from workflow_api.ogc import CONFORMANCE_CLASSES
+from workflow_testkit.workflow_api import RunningApi, execute, wait_for_job
 
 OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0"
 EXCEPTIONS = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0"

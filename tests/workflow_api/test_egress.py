@@ -17,8 +17,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from data_sidecar.egress import Address, EgressPolicy
-from tests.workflow_api.apis import (
+from tests.workflow_api.test_job_cycle import _follow, _zip
+from workflow_api.db import Upload
+from workflow_api.errors import InvalidInputError
+from workflow_api.inputs import InputResolver
+from workflow_contracts.asset import WorkflowAsset, load_catalog
+from workflow_testkit.workflow_api import (
     ALLOW_LOOPBACK,
+    DUMMY_ASSETS,
     RunningApi,
     ThreadedServer,
     bound_socket,
@@ -26,13 +32,6 @@ from tests.workflow_api.apis import (
     upload,
     wait_for_job,
 )
-from tests.workflow_api.test_job_cycle import _follow, _zip
-from workflow_api.db import Upload
-from workflow_api.errors import InvalidInputError
-from workflow_api.inputs import InputResolver
-from workflow_contracts.asset import WorkflowAsset, load_catalog
-
-from .apis import DUMMY_ASSETS
 
 
 @dataclass

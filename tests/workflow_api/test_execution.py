@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflow_api.apis import ALLOW_LOOPBACK, RunningApi, execute, upload, wait_for_job
+from workflow_testkit.workflow_api import ALLOW_LOOPBACK, RunningApi, execute, upload, wait_for_job
 
 
 def _alive(pid: int) -> bool:

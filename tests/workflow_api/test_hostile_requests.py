@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from tests.workflow_api.apis import RunningApi
+from workflow_testkit.workflow_api import RunningApi
 
 JSON = {"content-type": "application/json"}
 

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.workflow_api.apis import (
+from workflow_testkit.workflow_api import (
     ALLOW_LOOPBACK,
     RunningApi,
     ThreadedServer,

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from provisioner.signing_keys import SigningKey
-from tests.workflow_api.apis import (
+from workflow_api.app import create_app
+from workflow_testkit.workflow_api import (
     RunningApi,
     ThreadedServer,
     bound_socket,
@@ -19,7 +20,6 @@ from tests.workflow_api.apis import (
     make_settings,
     wait_for_job,
 )
-from workflow_api.app import create_app
 
 PREFIX = "/consumers/alice-1234"
 

@@ -12,8 +12,8 @@ import pytest
 from minio import Minio
 
 from provisioner.signing_keys import SigningKey
-from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
-from tests.workflow_api.apis import RunningApi, execute, start_api, upload, wait_for_job
+from workflow_testkit.servers.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
+from workflow_testkit.workflow_api import RunningApi, execute, start_api, upload, wait_for_job
 
 
 def _zip(files: dict[str, bytes]) -> bytes:

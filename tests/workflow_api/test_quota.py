@@ -16,9 +16,9 @@ import pytest
 
 from data_sidecar import run_push_out
 from provisioner.signing_keys import SigningKey
-from tests.workflow_api.apis import RunningApi, execute, start_api, upload, wait_for_job
 from workflow_api.storage import base as keys
 from workflow_contracts.manifest import JobManifest, OutputTarget
+from workflow_testkit.workflow_api import RunningApi, execute, start_api, upload, wait_for_job
 
 MiB = 1024**2
 ApiFactory = Callable[..., RunningApi]
@@ -292,7 +292,7 @@ def test_outputs_over_the_quota_are_refused_on_s3_too(
     s3_client: Any,
     s3_bucket_name: str,
 ) -> None:
-    from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY  # noqa: PLC0415
+    from workflow_testkit.servers.s3 import S3_ACCESS_KEY, S3_SECRET_KEY  # noqa: PLC0415
 
     api = _writer_api(
         api_factory,

@@ -13,8 +13,12 @@ import httpx
 from sqlmodel import Session, create_engine
 
 from provisioner.signing_keys import SigningKey
-from tests.fixtures.sandbox import sandbox_settings
-from tests.workflow_api.apis import (
+from tests.workflow_api.test_execution import _alive, _tree
+from workflow_api.db import Job
+from workflow_api.execution.local.limits import JobCgroups
+from workflow_api.execution.manager import RESTARTED_MESSAGE
+from workflow_testkit.sandbox import sandbox_settings
+from workflow_testkit.workflow_api import (
     DUMMY_ASSETS,
     ISSUER,
     bound_socket,
@@ -22,10 +26,6 @@ from tests.workflow_api.apis import (
     start_api,
     wait_for_job,
 )
-from tests.workflow_api.test_execution import _alive, _tree
-from workflow_api.db import Job
-from workflow_api.execution.local.limits import JobCgroups
-from workflow_api.execution.manager import RESTARTED_MESSAGE
 
 
 def _spawn_api(data_dir: Path, jwks: Path, port: int) -> subprocess.Popen[bytes]:

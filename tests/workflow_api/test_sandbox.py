@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fixtures.sandbox import OTHER_WORKER_UID, TEST_WORKER_UID, require_sandbox
-from tests.workflow_api.apis import RunningApi, execute, wait_for_job
 from workflow_api.execution.local.limits import JobCgroups
+from workflow_testkit.sandbox import OTHER_WORKER_UID, TEST_WORKER_UID, require_sandbox
+from workflow_testkit.workflow_api import RunningApi, execute, wait_for_job
 
 WORKER = Path(__file__).with_name("hostile_worker.py")
 FAILED_OPEN = {"FileNotFoundError", "PermissionError"}

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tests.fixtures.sandbox import TEST_WORKER_UID
 from workflow_api.execution.local.limits import cpu_millicores, memory_bytes
 from workflow_api.execution.local.workers import WorkerLauncher
 from workflow_common.sandbox import BubblewrapPolicy, SandboxUnavailable
 from workflow_contracts.asset import LocalNetwork, WorkflowAsset
+from workflow_testkit.sandbox import TEST_WORKER_UID
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from provisioner.signing_keys import SigningKey
-from tests.workflow_api.apis import RunningApi, execute, upload, wait_for_job
 from workflow_contracts.tokens import ADMIN_SCOPE
+from workflow_testkit.workflow_api import RunningApi, execute, upload, wait_for_job
 
 PROTECTED = [
     ("GET", "/processes"),

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from tests.workflow_api.apis import RunningApi, upload
+from workflow_testkit.workflow_api import RunningApi, upload
 
 
 def test_a_json_body_over_the_limit_is_refused_with_problem_json(

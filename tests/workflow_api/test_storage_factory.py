@@ -10,12 +10,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 from workflow_api.settings import Settings
 from workflow_api.storage import signing
 from workflow_api.storage.factory import SIGNING_KEY_FILE, make_store
 from workflow_api.storage.filesystem import FilesystemStore
 from workflow_api.storage.s3 import S3Store
+from workflow_testkit.servers.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 
 
 def _settings(data_dir: Path, **overrides: Any) -> Settings:

@@ -21,10 +21,10 @@ import pytest
 from minio import Minio
 from minio.error import S3Error
 
-from tests.fixtures.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 from workflow_api.storage.base import InvalidKeyError
 from workflow_api.storage.s3 import PART_SIZE, S3Store
 from workflow_common.s3 import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, make_s3_client
+from workflow_testkit.servers.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 
 pytestmark = pytest.mark.s3
 

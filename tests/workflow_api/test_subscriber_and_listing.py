@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from data_sidecar.egress import Address
-from tests.workflow_api.apis import (
+from workflow_testkit.workflow_api import (
     ALLOW_LOOPBACK,
     RunningApi,
     ThreadedServer,

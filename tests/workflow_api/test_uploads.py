@@ -8,7 +8,7 @@ import os
 import zipfile
 from collections.abc import Iterator
 
-from tests.workflow_api.apis import RunningApi, execute, upload, wait_for_job
+from workflow_testkit.workflow_api import RunningApi, execute, upload, wait_for_job
 
 MiB = 1024 * 1024
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.workflow_api.apis import DUMMY_ASSETS, RunningApi, execute, upload, wait_for_job
+from workflow_testkit.workflow_api import DUMMY_ASSETS, RunningApi, execute, upload, wait_for_job
 
 # A worker that prints its whole environment (`env` adds nothing of its own) to the job's log.
 ENV_DUMP_ASSET: dict[str, Any] = {

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 
 from tests.edc.e2e.connectors import free_port
-from tests.provisioner.harness import FINAL_GRANT_STATES, eventually
-from tests.workflow_api.apis import DUMMY_ASSETS
+from workflow_testkit.provisioner import FINAL_GRANT_STATES, eventually
+from workflow_testkit.workflow_api import DUMMY_ASSETS
 
 
 @dataclass

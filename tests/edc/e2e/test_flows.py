@@ -9,7 +9,7 @@ import zipfile
 import httpx
 
 from tests.edc.e2e.dataspace import Dataspace
-from tests.workflow_api.apis import execute, upload, wait_for_job
+from workflow_testkit.workflow_api import execute, upload, wait_for_job
 
 FINAL_PROVIDER = {"DEPROVISIONED", "TERMINATED"}
 
