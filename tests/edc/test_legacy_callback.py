@@ -64,10 +64,8 @@ def _publish(provider: EdcConnector, provisioner: RunningProvisioner) -> None:
     assert report.ok, report.problems
 
 
-@pytest.mark.skip(
-    reason="passed alone on its branch and once after the merges, then timed out twice waiting"
-    " for the grant to fail (cause not found yet); the 401 handling is covered on the stand-in by"
-    " tests/provisioner/test_edc_deprovision.py"
+@pytest.mark.parametrize(
+    "legacy_world", [{"edc_callback_api_key": "not-the-key-of-this-edc"}], indirect=True
 )
 def test_a_refused_callback_key_fails_the_grant_and_ends_the_transfer_in_edc(
     legacy_world: tuple[EdcConnector, EdcConnector, RunningProvisioner],
