@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.edc.runtimes import EdcConnector, require_edc_runtime
+from workflow_testkit.edc.runtimes import EdcConnector, require_edc_runtime
 
 
 @pytest.fixture(scope="module", params=["0.18.0", "0.15.1"])

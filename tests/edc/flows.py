@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from provisioner.edc.offering import CONTEXT, contract_permission
-from tests.edc.runtimes import API_KEY, EdcConnector
+from workflow_testkit.edc.runtimes import API_KEY, EdcConnector
 
 PROTOCOL = "dataspace-protocol-http:2025-1"
 

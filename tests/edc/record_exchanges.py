@@ -31,10 +31,10 @@ from provisioner.edc.offering import OfferTarget
 from provisioner.edc.publisher import OfferingClient, publish
 from provisioner.edc.wire import endpoint_address
 from tests.edc.flows import buy
-from tests.edc.runtimes import API_KEY, EdcConnector
 from tests.edc_standin.fixture import serve_in_thread
 from tests.workflow_api.apis import DUMMY_ASSETS
 from workflow_contracts.asset import load_catalog
+from workflow_testkit.edc.runtimes import API_KEY, EdcConnector
 
 EDC = "https://w3id.org/edc/v0.0.1/ns/"
 ODRL = "http://www.w3.org/ns/odrl/2/"

@@ -16,10 +16,10 @@ import pytest
 from provisioner.edc.publisher import OfferingClient, publish
 from provisioner.services import offer_target
 from tests.edc.flows import buy, provider_transfer, wait_for
-from tests.edc.runtimes import API_KEY, EdcConnector, require_edc_runtime
 from tests.provisioner.conftest import remove_leftover_deployments
 from tests.provisioner.harness import RunningProvisioner, start_provisioner
 from tests.workflow_api.apis import execute, wait_for_job
+from workflow_testkit.edc.runtimes import API_KEY, EdcConnector, require_edc_runtime
 
 VERSION = "0.18.0"
 EDC = "https://w3id.org/edc/v0.0.1/ns/"

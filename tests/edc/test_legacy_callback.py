@@ -13,9 +13,9 @@ import pytest
 from provisioner.edc.publisher import OfferingClient, publish
 from provisioner.services import offer_target
 from tests.edc.flows import buy, provider_transfer, wait_for
-from tests.edc.runtimes import API_KEY, EdcConnector, require_edc_runtime
 from tests.provisioner.conftest import remove_leftover_deployments
 from tests.provisioner.harness import RunningProvisioner, start_provisioner
+from workflow_testkit.edc.runtimes import API_KEY, EdcConnector, require_edc_runtime
 
 VERSION = "0.15.1"
 

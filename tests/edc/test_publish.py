@@ -16,9 +16,9 @@ from provisioner.edc.expiry import agreement_end
 from provisioner.edc.offering import MANAGED_BY, OfferTarget
 from provisioner.edc.publisher import OfferingClient, publish
 from provisioner.settings import Settings
-from tests.edc.runtimes import API_KEY, EdcConnector
 from tests.workflow_api.apis import DUMMY_ASSETS
 from workflow_contracts.asset import load_catalog
+from workflow_testkit.edc.runtimes import API_KEY, EdcConnector
 
 EDC = "https://w3id.org/edc/v0.0.1/ns/"
 PUBLIC_URL = "http://127.0.0.1:8000"

@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from provisioner.settings import Settings as ProvisionerSettings
-from tests.edc.runtimes import require_edc_runtime
 from tests.shipping.containers import ContainerOnHost, in_private_network, private_network_reason
 from tests.shipping.dockerfiles import DOCKERFILES, REPOSITORY, parse
+from workflow_testkit.edc.runtimes import require_edc_runtime
 
 COMPOSE = REPOSITORY / "docker-compose.yml"
 SPEC = Path(__file__).with_name("compose_spec")

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.edc.e2e.connectors import Connector
-from tests.edc.e2e.dataspace import Dataspace
-from tests.edc.e2e.provisioner_process import ProvisionerProcess
-from tests.edc.runtimes import require_edc_runtime
+from workflow_testkit.edc.connectors import Connector
+from workflow_testkit.edc.dataspace import Dataspace
+from workflow_testkit.edc.provisioner_process import ProvisionerProcess
+from workflow_testkit.edc.runtimes import require_edc_runtime
 
 VERSIONS = ["0.18.0", "0.15.1"]
 # How often EDC's policy monitor checks running transfers: long enough that the provisioner's

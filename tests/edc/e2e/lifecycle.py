@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.edc.e2e.connectors import Connector
-from tests.edc.e2e.dataspace import Dataspace, poll
 from tests.workflow_api.apis import execute, wait_for_job
+from workflow_testkit.edc.connectors import Connector
+from workflow_testkit.edc.dataspace import Dataspace, poll
 
 FINAL_PROVIDER_STATES = {"DEPROVISIONED", "TERMINATED"}
 FINAL_CONSUMER_STATES = {"TERMINATED", "DEPROVISIONED"}

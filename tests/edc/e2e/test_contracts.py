@@ -3,8 +3,8 @@ both orders; EDC's flow reaches its final state either way."""
 
 from __future__ import annotations
 
-from tests.edc.e2e.dataspace import Dataspace
 from tests.edc.e2e.lifecycle import assert_ended, run_echo, start_echo_transfer
+from workflow_testkit.edc.dataspace import Dataspace
 
 VALIDITY_SECONDS = 6
 

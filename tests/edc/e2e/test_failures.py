@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.edc.e2e.connectors import Connector
-from tests.edc.e2e.dataspace import Dataspace
 from tests.edc.e2e.lifecycle import Running, assert_ended, run_echo, start_echo_transfer
+from workflow_testkit.edc.connectors import Connector
+from workflow_testkit.edc.dataspace import Dataspace
 
 
 def test_a_forged_provision_request_deploys_nothing(dataspace: Dataspace) -> None:

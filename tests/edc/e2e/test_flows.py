@@ -8,8 +8,8 @@ import zipfile
 
 import httpx
 
-from tests.edc.e2e.dataspace import Dataspace
 from tests.workflow_api.apis import execute, upload, wait_for_job
+from workflow_testkit.edc.dataspace import Dataspace
 
 FINAL_PROVIDER = {"DEPROVISIONED", "TERMINATED"}
 

@@ -16,9 +16,12 @@ from typing import Any
 
 import httpx
 
-from tests.edc.e2e.connectors import free_port
-from tests.provisioner.harness import FINAL_GRANT_STATES, eventually
-from tests.workflow_api.apis import DUMMY_ASSETS
+from workflow_testkit.edc.connectors import REPOSITORY, free_port
+from workflow_testkit.edc.polling import poll
+
+DUMMY_ASSETS = REPOSITORY / "dummy-job" / "assets"
+# The grant states the provisioner never leaves (as in tests/provisioner/harness.py)
+FINAL_GRANT_STATES = {"revoked", "failed"}
 
 
 @dataclass
@@ -124,11 +127,11 @@ class ProvisionerProcess:
             grant = self.grant_for(transfer_process_id)
             return grant if grant and grant["state"] in states else None
 
-        return eventually(reached, timeout, f"grant of {transfer_process_id} in {states}")
+        return poll(reached, timeout, f"grant of {transfer_process_id} in {states}")
 
     def assert_nothing_left(self, consumer_id: str, endpoint: str, timeout: float = 30) -> None:
         """No workflow-api answering, no consumer files, no grant in a non-final state."""
-        consumer = eventually(
+        consumer = poll(
             lambda: (c := self.consumer(consumer_id)) and c["state"] == "removed" and c,
             timeout,
             f"consumer {consumer_id} removed",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.edc.runtimes import require_edc_runtime
+from workflow_testkit.edc.runtimes import require_edc_runtime
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 EDC_CONFIG = REPOSITORY / "edc-config"

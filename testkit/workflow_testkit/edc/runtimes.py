@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-REPOSITORY = Path(__file__).resolve().parents[2]
+REPOSITORY = Path(__file__).resolve().parents[3]
 EDC_CONFIG = REPOSITORY / "edc-config"
 MAIN_CLASS = "org.eclipse.edc.boot.system.runtime.BaseRuntime"
 API_KEY = "password"  # web.http.management.auth.key of the repository's test connectors

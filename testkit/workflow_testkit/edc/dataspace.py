@@ -5,31 +5,18 @@ its workflow-api endpoint and token → terminate."""
 from __future__ import annotations
 
 import base64
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
-from tests.edc.e2e.connectors import DSP_PROTOCOL, EDC, Connector, query
-from tests.edc.e2e.provisioner_process import ProvisionerProcess
+from workflow_testkit.edc.connectors import DSP_PROTOCOL, EDC, Connector, query
+from workflow_testkit.edc.polling import poll
+from workflow_testkit.edc.provisioner_process import ProvisionerProcess
 
-T = TypeVar("T")
 ODRL = "http://www.w3.org/ns/odrl/2/"
 CONTEXT = {"@vocab": EDC, "odrl": ODRL}
 PROVIDER_ID = "provider"
-
-
-def poll(check: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def _created(answer: httpx.Response) -> None:
