@@ -1,15 +1,20 @@
 """A provider and a consumer connector with their provisioner, and what a real consumer does
 through its connector's Management API: catalog → negotiate → HttpData-PULL transfer → EDR →
-its workflow-api endpoint and token → terminate."""
+its workflow-api endpoint and token → terminate. `open_dataspace` starts all three, the provider
+configured for the provisioner and the offering published by `provisioner publish`."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from provisioner.edc.offering import contract_definition_id
 from workflow_testkit.edc.connectors import DSP_PROTOCOL, EDC, Connector, query
 from workflow_testkit.edc.polling import poll
 from workflow_testkit.edc.provisioner_process import ProvisionerProcess
@@ -17,81 +22,7 @@ from workflow_testkit.edc.provisioner_process import ProvisionerProcess
 ODRL = "http://www.w3.org/ns/odrl/2/"
 CONTEXT = {"@vocab": EDC, "odrl": ODRL}
 PROVIDER_ID = "provider"
-
-
-def _created(answer: httpx.Response) -> None:
-    assert answer.status_code in (200, 409), answer.text  # 409: already there (idempotent)
-
-
-def register_offering(
-    provider: Connector,
-    provisioner: ProvisionerProcess,
-    asset_id: str,
-    *,
-    definition_id: str,
-    validity: str | None = None,
-) -> None:
-    """Asset, policies and contract definition in the provider, straight through its Management
-    API (to be replaced by `provisioner publish`). `validity`: e.g. "20s" = an agreement valid
-    until 20 s after signing (EDC's inForceDate constraint)."""
-    if provider.version == "0.15.1":
-        address = {"type": "WorkflowApi"}
-    else:
-        address = {"type": "ProvisionHttp", "baseUrl": provisioner.dataplane_endpoint(asset_id)}
-    permission: dict[str, Any] = {"action": "use"}
-    policy_id = "open"
-    if validity is not None:
-        policy_id = f"valid-{validity}"
-        permission["constraint"] = {
-            "leftOperand": f"{EDC}inForceDate",
-            "operator": "lteq",
-            "rightOperand": f"contractAgreement+{validity}",
-        }
-    with provider.management() as client:
-        _created(
-            client.post(
-                "/v3/assets",
-                json={
-                    "@context": CONTEXT,
-                    "@id": asset_id,
-                    "properties": {"name": asset_id},
-                    "dataAddress": address,
-                },
-            )
-        )
-        for pid, permissions in (("open", [{"action": "use"}]), (policy_id, [permission])):
-            _created(
-                client.post(
-                    "/v3/policydefinitions",
-                    json={
-                        "@context": CONTEXT,
-                        "@id": pid,
-                        "policy": {
-                            "@context": "http://www.w3.org/ns/odrl.jsonld",
-                            "@type": "Set",
-                            "permission": permissions,
-                        },
-                    },
-                )
-            )
-        _created(
-            client.post(
-                "/v3/contractdefinitions",
-                json={
-                    "@context": CONTEXT,
-                    "@id": definition_id,
-                    "accessPolicyId": "open",
-                    "contractPolicyId": policy_id,
-                    "assetsSelector": [
-                        {
-                            "operandLeft": f"{EDC}id",
-                            "operator": "=",
-                            "operandRight": asset_id,
-                        }
-                    ],
-                },
-            )
-        )
+VERIFICATION_RACE_ATTEMPTS = 3
 
 
 def _items(value: Any) -> list[Any]:
@@ -104,30 +35,40 @@ def _definition_of(offer_id: str) -> str:
 
 
 @dataclass
-class Dataspace:
+class Connection:
+    """A provider and a consumer connector of one EDC version, driven through their Management
+    APIs and the consumer-facing URLs only."""
+
     version: str
     provider: Connector
     consumer: Connector
-    provisioner: ProvisionerProcess
 
     @property
     def legacy(self) -> bool:
         return self.version == "0.15.1"
 
-    def offer(self, asset_id: str, definition_id: str, validity: str | None = None) -> None:
-        register_offering(
-            self.provider,
-            self.provisioner,
-            asset_id,
-            definition_id=definition_id,
-            validity=validity,
-        )
+    def catalog(self, consumer: Connector | None = None) -> dict[str, Any]:
+        """The consumer's catalog request to the provider, answered as it is."""
+        with (consumer or self.consumer).management() as client:
+            answer = client.post(
+                "/v3/catalog/request",
+                json={
+                    "@context": CONTEXT,
+                    "@type": "CatalogRequest",
+                    "counterPartyAddress": self.provider.dsp_url,
+                    "counterPartyId": PROVIDER_ID,
+                    "protocol": DSP_PROTOCOL,
+                },
+            )
+        assert answer.status_code == 200, answer.text
+        catalog: dict[str, Any] = answer.json()
+        return catalog
 
-    def negotiate(
-        self, asset_id: str, definition_id: str, consumer: Connector | None = None
-    ) -> str:
-        """The agreement id; the offer is sent back exactly as the catalog gave it."""
+    def negotiate(self, asset_id: str, consumer: Connector | None = None) -> str:
+        """The agreement id for the offer `provisioner publish` made of `asset_id`, sent back
+        exactly as the catalog gave it."""
         consumer = consumer or self.consumer
+        definition_id = contract_definition_id(asset_id)
         with consumer.management() as client:
             answer = client.post(
                 "/v3/catalog/dataset/request",
@@ -157,27 +98,37 @@ class Dataspace:
             }
             for key in ("odrl:assigner", "odrl:target"):
                 policy.pop(key, None)
-            answer = client.post(
-                "/v3/contractnegotiations",
-                json={
-                    "@context": CONTEXT,
-                    "@type": "ContractRequest",
-                    "counterPartyAddress": self.provider.dsp_url,
-                    "protocol": DSP_PROTOCOL,
-                    "policy": policy,
-                },
-            )
-            assert answer.status_code == 200, answer.text
-            negotiation = answer.json()["@id"]
+            for attempt in range(VERIFICATION_RACE_ATTEMPTS):
+                state = self._negotiation(client, policy)
+                if state.get("state") == "FINALIZED":
+                    return str(state["contractAgreementId"])
+                # EDC's own race (seen on 0.15.1 under load): the consumer's verification reaches
+                # the provider before the provider recorded its agreement as sent; the consumer
+                # terminates the negotiation. A consumer negotiates again.
+                raced = "negotiation cannot be verified" in state.get("errorDetail", "")
+                assert raced and attempt + 1 < VERIFICATION_RACE_ATTEMPTS, state
+        raise AssertionError("unreachable")
 
-            def finalized() -> str | None:
-                state = client.get(f"/v3/contractnegotiations/{negotiation}").json()
-                assert state.get("state") != "TERMINATED", state
-                return (
-                    state.get("contractAgreementId") if state.get("state") == "FINALIZED" else None
-                )
+    def _negotiation(self, client: httpx.Client, policy: dict[str, Any]) -> dict[str, Any]:
+        """One contract request for `policy`; the negotiation once FINALIZED or TERMINATED."""
+        answer = client.post(
+            "/v3/contractnegotiations",
+            json={
+                "@context": CONTEXT,
+                "@type": "ContractRequest",
+                "counterPartyAddress": self.provider.dsp_url,
+                "protocol": DSP_PROTOCOL,
+                "policy": policy,
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        negotiation = answer.json()["@id"]
 
-            return poll(finalized, 30, f"negotiation {negotiation} FINALIZED")
+        def ended() -> dict[str, Any] | None:
+            state: dict[str, Any] = client.get(f"/v3/contractnegotiations/{negotiation}").json()
+            return state if state.get("state") in {"FINALIZED", "TERMINATED"} else None
+
+        return poll(ended, 30, f"negotiation {negotiation} FINALIZED")
 
     def transfer(self, agreement_id: str, consumer: Connector | None = None) -> str:
         """Starts an HttpData-PULL transfer; the consumer's transfer process id."""
@@ -269,3 +220,71 @@ class Dataspace:
                 json={"@context": CONTEXT, "@type": "TerminateTransfer", "reason": "done"},
             )
             assert answer.status_code == 204, answer.text
+
+
+@dataclass
+class Dataspace(Connection):
+    provisioner: ProvisionerProcess
+
+    def publish(self) -> str:
+        """`provisioner publish`: the provisioner's catalog offered in the provider."""
+        return self.provisioner.publish()
+
+
+# How often EDC's policy monitor checks running transfers: long enough that the provisioner's
+# own timer (every 0.2 s) ends an expired contract first, unless it is told to wait.
+MONITOR_SECONDS = 4
+
+
+def provisioner_environment(provider: Connector) -> dict[str, str]:
+    """The provisioner's settings for this provider: its Management API, the flavour of its
+    version (0.15.1: legacy, whose callback goes to the Management API context)."""
+    environment = {
+        "PROVISIONER_EDC_MANAGEMENT_URL": provider.management_url,
+        "PROVISIONER_EDC_MANAGEMENT_API_KEY": provider.api_key,
+        "PROVISIONER_DATAPLANE_ADDRESS": "endpoint",
+    }
+    if provider.version == "0.15.1":
+        environment["PROVISIONER_EDC_FLAVOUR"] = "legacy"
+        environment["PROVISIONER_EDC_CALLBACK_API_KEY"] = provider.api_key
+    return environment
+
+
+def provider_settings(version: str, provisioner: ProvisionerProcess) -> dict[str, str]:
+    """The provider's settings for the provisioner (0.15.1: the legacy provision endpoint)."""
+    if version == "0.15.1":
+        return {
+            "provisioner.http.entries.workflow.endpoint": provisioner.legacy_endpoint,
+            "edc.policy.monitor.state-machine.iteration-wait-millis": str(MONITOR_SECONDS * 1000),
+        }
+    return {"edc.policy.monitor.period": f"PT{MONITOR_SECONDS}S"}
+
+
+@contextmanager
+def open_dataspace(
+    version: str,
+    root: Path,
+    environment: dict[str, str] | None = None,
+    assets_dir: Path | None = None,
+) -> Iterator[Dataspace]:
+    """Provider, consumer and provisioner started (fresh in-memory connectors, a fresh
+    provisioner database in `root`), the catalog published; all stopped by their pids after.
+    `environment`: provisioner settings on top of `provisioner_environment`."""
+    provisioner = ProvisionerProcess(root / "provisioner", {})
+    if assets_dir is not None:
+        provisioner.assets_dir = assets_dir
+    provider = Connector(version, "provider", root / "provider")
+    provider.extra = provider_settings(version, provisioner)
+    provisioner.environment = provisioner_environment(provider) | (environment or {})
+    consumer = Connector(version, "consumer", root / "consumer")
+    started: list[Connector | ProvisionerProcess] = []
+    try:
+        for part in (provider, consumer, provisioner):
+            part.start()
+            started.append(part)
+        space = Dataspace(version, provider, consumer, provisioner)
+        space.publish()
+        yield space
+    finally:
+        for part in reversed(started):
+            part.stop()

@@ -45,7 +45,7 @@ def run_job_with_input(access: dict[str, str]) -> None:
 
 def test_full_cycle_catalog_to_nothing_left(dataspace: Dataspace) -> None:
     space = dataspace
-    agreement = space.negotiate("input-dummy", "input-dummy-open")
+    agreement = space.negotiate("input-dummy")
     requested = time.monotonic()
     transfer = space.transfer(agreement)
     access = space.workflow_access(transfer)
