@@ -23,6 +23,7 @@ ODRL = "http://www.w3.org/ns/odrl/2/"
 CONTEXT = {"@vocab": EDC, "odrl": ODRL}
 PROVIDER_ID = "provider"
 VERIFICATION_RACE_ATTEMPTS = 3
+RACES = ("negotiation cannot be verified", "negotiation cannot be agreed")
 
 
 def _items(value: Any) -> list[Any]:
@@ -102,12 +103,20 @@ class Connection:
                 state = self._negotiation(client, policy)
                 if state.get("state") == "FINALIZED":
                     return str(state["contractAgreementId"])
-                # EDC's own race (seen on 0.15.1 under load): the consumer's verification reaches
-                # the provider before the provider recorded its agreement as sent; the consumer
-                # terminates the negotiation. A consumer negotiates again.
-                raced = "negotiation cannot be verified" in state.get("errorDetail", "")
-                assert raced and attempt + 1 < VERIFICATION_RACE_ATTEMPTS, state
+                # EDC's own race (seen on 0.15.1 under load): a message reaches the other side
+                # before that side recorded its previous one as sent (the agreement before the
+                # consumer's REQUESTED, the verification before the provider's AGREED); the
+                # negotiation is terminated. A consumer negotiates again.
+                detail = f"{state.get('errorDetail')} {self._provider_side_error(state)}"
+                raced = any(race in detail for race in RACES)
+                assert raced and attempt + 1 < VERIFICATION_RACE_ATTEMPTS, (state, detail)
         raise AssertionError("unreachable")
+
+    def _provider_side_error(self, consumer_side: dict[str, Any]) -> str:
+        """The provider's errorDetail of a negotiation (its id is the consumer's correlationId)."""
+        with self.provider.management() as client:
+            answer = client.get(f"/v3/contractnegotiations/{consumer_side.get('correlationId')}")
+        return str(answer.json().get("errorDetail")) if answer.status_code == 200 else ""
 
     def _negotiation(self, client: httpx.Client, policy: dict[str, Any]) -> dict[str, Any]:
         """One contract request for `policy`; the negotiation once FINALIZED or TERMINATED."""

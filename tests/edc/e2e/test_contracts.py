@@ -3,7 +3,7 @@ both orders; EDC's flow reaches its final state either way."""
 
 from __future__ import annotations
 
-from tests.edc.e2e.conftest import SHORT_ASSET
+from tests.edc.e2e.conftest import SHORT_ASSET, SHORT_VALIDITY_SECONDS
 from tests.edc.e2e.lifecycle import assert_ended, run_echo, start_echo_transfer
 from workflow_testkit.edc.dataspace import Dataspace
 
@@ -13,7 +13,8 @@ def test_provisioner_timer_first_then_edc_policy_monitor(dataspace: Dataspace) -
     running = start_echo_transfer(space, SHORT_ASSET)
     run_echo(running.access, asset_id=SHORT_ASSET)
 
-    grant = space.provisioner.wait_for_grant(running.flow, {"revoking", "revoked"}, timeout=20)
+    expiry = SHORT_VALIDITY_SECONDS + 10  # from before the signing: an upper bound
+    grant = space.provisioner.wait_for_grant(running.flow, {"revoking", "revoked"}, expiry)
     assert grant["revokeReason"] == "the contract expired"
     assert space.state(space.provider, running.flow) == "STARTED", "EDC's monitor came first"
 
