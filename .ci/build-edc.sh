@@ -11,14 +11,16 @@
 # trees) is not rebuilt, so a warm run takes a second. The unit tests of the extensions run in the
 # same Maven build (Surefire). Prints the runtimes directory.
 #
+#   build-edc.sh [version...]        (default: 0.15.1 0.18.0; the EDC image builds one)
+#
 # Environment: WORKFLOW_EDC_CACHE; EDC_SOURCE_BUNDLES (directory with Connector.bundle and
-# Runtime-Metamodel.bundle, default ../shared/edc-sources beside the repository). Without bundles
-# fetch-sources.sh clones the EDC tags from GitHub instead (needs github.com).
+# Runtime-Metamodel.bundle, default ../shared/edc-sources beside the repository). The bundles are
+# the only source of EDC code: no network but Maven's repository (~/.m2 or Maven Central).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${WORKFLOW_EDC_CACHE:-$HOME/.cache/workflow-middle-layer/edc}"
 BUNDLES="${EDC_SOURCE_BUNDLES:-$repo/../shared/edc-sources}"
-VERSIONS=(0.15.1 0.18.0)
+if [ "$#" -gt 0 ]; then VERSIONS=("$@"); else VERSIONS=(0.15.1 0.18.0); fi
 log() { printf '[build-edc] %s\n' "$*" >&2; }
 mkdir -p "$CACHE/src" "$CACHE/runtimes"
 
@@ -30,22 +32,24 @@ for name in Connector Runtime-Metamodel; do
     git clone --quiet --bare "$bundle" "$dest"
     touch "$dest/HEAD"
   fi
-  [ -e "$dest/HEAD" ] || continue
+  if [ ! -e "$dest/HEAD" ]; then
+    log "no $name.bundle in $BUNDLES (set EDC_SOURCE_BUNDLES)"
+    exit 1
+  fi
   var="EDC_$(echo "$name" | tr 'a-z-' 'A-Z_')_GIT"
   export "$var=$dest"
 done
-[ -n "${EDC_CONNECTOR_GIT:-}" ] || log "no bundles in $BUNDLES: sources come from GitHub"
 
 # What a runtime is built from: edc-config's build inputs and the tag trees of the sources.
 stamp_of() {
   local version="$1" trees=""
   for var in EDC_CONNECTOR_GIT EDC_RUNTIME_METAMODEL_GIT; do
-    [ -n "${!var:-}" ] && trees+="$(git --git-dir="${!var}" rev-parse "v$version^{tree}") "
+    trees+="$(git --git-dir="${!var}" rev-parse "v$version^{tree}") "
   done
   {
     echo "$trees"
     cd "$repo/edc-config"
-    local inputs=(pom.xml runtimes/fetch-sources.sh "runtimes/$version")
+    local inputs=(pom.xml runtimes/fetch-sources.sh "runtimes/$version" extensions/common)
     [ -d "extensions/$version" ] && inputs+=("extensions/$version")
     find "${inputs[@]}" -type f -not -path '*/target/*' | LC_ALL=C sort | xargs sha256sum
   } | sha256sum | cut -d' ' -f1

@@ -6,8 +6,8 @@
 #   fetch-sources.sh <version> <modules-file>
 #
 # <modules-file>: one "<repo> <module path>" per line (repo = Connector | Runtime-Metamodel, github eclipse-edc/<repo>),
-# '#' comments allowed. Sources are read from tag v<version> of a git clone given by $EDC_CONNECTOR_GIT /
-# $EDC_RUNTIME_METAMODEL_GIT; without it a bare shallow clone from GitHub is made (cached in runtimes/.src-cache/).
+# '#' comments allowed. Sources are read from tag v<version> of the git clone given by $EDC_CONNECTOR_GIT /
+# $EDC_RUNTIME_METAMODEL_GIT: clones of the EDC source bundles, made by .ci/build-edc.sh (no network access here).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 version="$1"; modfile="$2"; tag="v${version}"
@@ -20,8 +20,8 @@ gitdir_for() {  # repo name -> git dir that has $tag
   var="EDC_$(echo "$repo" | tr 'a-z-' 'A-Z_')_GIT"
   dir="${!var:-}"
   if [[ -z "$dir" ]]; then
-    dir="$here/.src-cache/$repo-$version.git"
-    [[ -e "$dir/HEAD" ]] || git clone --quiet --bare --depth 1 --branch "$tag" "https://github.com/eclipse-edc/$repo.git" "$dir"
+    echo "fetch-sources.sh: $var is not set (run .ci/build-edc.sh, which clones the EDC source bundles)" >&2
+    exit 1
   fi
   git -C "$dir" rev-parse --absolute-git-dir
 }

@@ -1,4 +1,4 @@
-"""Real EDC connectors (built from edc-config/runtimes), one per version and module."""
+"""Real EDC providers (built by .ci/build-edc.sh), one per version and module."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.edc.runtimes import EdcConnector, require_edc_runtime
+from workflow_testkit.edc.connectors import Connector
+from workflow_testkit.edc.runtimes import require_edc_runtime
 
 
 @pytest.fixture(scope="module", params=["0.18.0", "0.15.1"])
 def edc_provider(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[EdcConnector]:
+) -> Iterator[Connector]:
     version: str = request.param
     require_edc_runtime(version)
     directory: Path = tmp_path_factory.mktemp(f"edc-provider-{version}")
-    connector = EdcConnector(version, "provider", directory)
+    connector = Connector(version, "provider", directory)
     connector.start()
     try:
         yield connector

@@ -30,9 +30,9 @@ from starlette.routing import Route
 from provisioner.edc.offering import OfferTarget
 from provisioner.edc.publisher import OfferingClient, publish
 from provisioner.edc.wire import endpoint_address
-from tests.edc.flows import buy
-from tests.edc.runtimes import API_KEY, EdcConnector
 from workflow_contracts.asset import load_catalog
+from workflow_testkit.edc.connectors import Connector
+from workflow_testkit.edc.dataspace import Connection
 from workflow_testkit.edc_standin import RECORDED
 from workflow_testkit.edc_standin.fixture import serve_in_thread
 from workflow_testkit.workflow_api import DUMMY_ASSETS
@@ -82,12 +82,10 @@ class Recorder:
 
 
 class Session:
-    def __init__(self, connector: EdcConnector, out: Path) -> None:
+    def __init__(self, connector: Connector, out: Path) -> None:
         self.connector = connector
         self.out = out
-        self.client = httpx.Client(
-            base_url=connector.management_url, headers={"x-api-key": API_KEY}, timeout=20
-        )
+        self.client = connector.management()
 
     def call(
         self,
@@ -96,9 +94,10 @@ class Session:
         path: str,
         body: Any = None,
         *,
-        key: str | None = API_KEY,
+        key: str | None = None,
     ) -> httpx.Response:
-        headers = {} if key == API_KEY else {"x-api-key": key or ""}
+        """`key`: an x-api-key instead of the connector's."""
+        headers = {} if key is None else {"x-api-key": key}
         response = self.client.request(method, path, json=body, headers=headers)
         if name:
             document = response.json() if response.content else None
@@ -119,8 +118,8 @@ def record(version: str, work: Path) -> None:
     with serve_in_thread(recorder.app()) as recorder_url:
         legacy = version == "0.15.1"
         overrides = {"provisioner.http.entries.workflow.endpoint": f"{recorder_url}/edc/provision"}
-        provider = EdcConnector(version, "provider", work / "provider", overrides if legacy else {})
-        consumer = EdcConnector(version, "consumer", work / "consumer")
+        provider = Connector(version, "provider", work / "provider", overrides if legacy else {})
+        consumer = Connector(version, "consumer", work / "consumer")
         provider.start()
         consumer.start()
         try:
@@ -133,15 +132,15 @@ def record(version: str, work: Path) -> None:
 
 def _record_flow(
     version: str,
-    provider: EdcConnector,
-    consumer: EdcConnector,
+    provider: Connector,
+    consumer: Connector,
     recorder: Recorder,
     recorder_url: str,
     out: Path,
 ) -> None:
     legacy = version == "0.15.1"
     target = OfferTarget(flavour="legacy" if legacy else "dataplane", public_url=recorder_url)
-    client = OfferingClient(provider.management_url, api_key=API_KEY, timeout_seconds=20)
+    client = OfferingClient(provider.management_url, api_key=provider.api_key, timeout_seconds=20)
     report = publish(client, load_catalog(DUMMY_ASSETS), target)
     client.close()
     assert report.ok, report.problems
@@ -173,14 +172,14 @@ def _record_flow(
     )
 
     buyer = Session(consumer, out)
-    purchase = buy(consumer, provider, "echo")
+    connection = Connection(version, provider, consumer)
     catalog_record = {
         "request": {"method": "POST", "path": "/v3/catalog/request"},
         "status": 200,
-        "body": purchase.catalog,
+        "body": connection.catalog(),
     }
     (out / "consumer_catalog.json").write_text(json.dumps(catalog_record, indent=2) + "\n")
-    transfer = purchase.transfer_id
+    transfer = connection.transfer(connection.negotiate("echo"))
     provision = recorder.wait_for("provision")
     (out / "provision_request.json").write_text(json.dumps(provision, indent=2) + "\n")
     body = provision["body"]
@@ -204,7 +203,7 @@ def _record_flow(
                 "apiKeyJwt": "unused",
                 "hasToken": False,
             },
-            headers={"x-api-key": API_KEY},
+            headers={"x-api-key": provider.api_key},
             timeout=20,
         )
         without_key = httpx.post(callback, json={}, timeout=20)

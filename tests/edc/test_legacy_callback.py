@@ -1,7 +1,7 @@
-"""A real EDC 0.15.1 provider and consumer with the real provisioner: the published asset is
-bought over DSP, EDC's legacy provision-http calls the provisioner, whose callback to the
-management context carries the Management API key (no PROVISIONER_EDC_CALLBACK_API_KEY set), and
-EDC's deprovision ends the grant (the consumer terminates its transfer once it is provisioned)."""
+"""A real EDC 0.15.1 provider and consumer with the real provisioner, whose legacy callback (to the
+provider's Management API context) carries a key EDC does not know: the published asset is bought
+over DSP, EDC answers the callback 401, the grant fails at once and the provisioner ends the
+transfer in EDC, which would otherwise wait in PROVISIONING_REQUESTED forever."""
 
 from __future__ import annotations
 
@@ -10,84 +10,30 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.edc.publisher import OfferingClient, publish
-from provisioner.services import offer_target
-from tests.edc.flows import buy, provider_transfer, wait_for
-from tests.edc.runtimes import API_KEY, EdcConnector, require_edc_runtime
-from workflow_testkit.provisioner import (
-    RunningProvisioner,
-    remove_leftover_deployments,
-    start_provisioner,
-)
+from workflow_testkit.edc.dataspace import Dataspace, open_dataspace
+from workflow_testkit.edc.runtimes import require_edc_runtime
 
 VERSION = "0.15.1"
 
 
 @pytest.fixture
-def legacy_world(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[tuple[EdcConnector, EdcConnector, RunningProvisioner]]:
+def refused_key_world(tmp_path: Path) -> Iterator[Dataspace]:
     require_edc_runtime(VERSION)
-    extra = getattr(request, "param", {})
-    provider = EdcConnector(VERSION, "provider", tmp_path / "provider")
-    consumer = EdcConnector(VERSION, "consumer", tmp_path / "consumer")
-    provider.choose_ports()
-    provisioner = start_provisioner(
-        tmp_path / "provisioner",
-        provider.management_url,
-        edc_management_api_key=API_KEY,
-        edc_flavour="legacy",
-        **extra,
-    )
-    provider.overrides = {
-        "provisioner.http.entries.workflow.endpoint": provisioner.legacy_endpoint,
-        # the callback address EDC sends is <edc.management.endpoint>/callback: spelled like
-        # PROVISIONER_EDC_MANAGEMENT_URL, so the provisioner sends it the Management API key
-        "edc.management.endpoint": provider.management_url,
-    }
-    try:
-        provider.start()
-        consumer.start()
-        yield provider, consumer, provisioner
-    finally:
-        provisioner.stop()
-        remove_leftover_deployments(
-            provisioner.settings.data_dir, provisioner.settings.resolved_database_url
-        )
-        consumer.stop()
-        provider.stop()
+    wrong_key = {"PROVISIONER_EDC_CALLBACK_API_KEY": "not-the-key-of-this-edc"}
+    with open_dataspace(VERSION, tmp_path, environment=wrong_key) as space:
+        yield space
 
 
-def _publish(provider: EdcConnector, provisioner: RunningProvisioner) -> None:
-    client = OfferingClient(provider.management_url, api_key=API_KEY, timeout_seconds=10)
-    try:
-        report = publish(client, provisioner.services.catalog, offer_target(provisioner.settings))
-    finally:
-        client.close()
-    assert report.ok, report.problems
-
-
-@pytest.mark.skip(
-    reason="passed alone on its branch and once after the merges, then timed out twice waiting"
-    " for the grant to fail (cause not found yet); the 401 handling is covered on the stand-in by"
-    " tests/provisioner/test_edc_deprovision.py"
-)
 def test_a_refused_callback_key_fails_the_grant_and_ends_the_transfer_in_edc(
-    legacy_world: tuple[EdcConnector, EdcConnector, RunningProvisioner],
+    refused_key_world: Dataspace,
 ) -> None:
-    provider, consumer, provisioner = legacy_world
-    _publish(provider, provisioner)
-    purchase = buy(consumer, provider, "echo")
-    transfer = wait_for(lambda: provider_transfer(provider, purchase.transfer_id), "transfer")
-    grant = provisioner.wait_for_grant(transfer["@id"], {"failed"}, 60)
+    space = refused_key_world
+    transfer = space.transfer(space.negotiate("echo"))
+    flow = space.provider_transfer(transfer)
+    grant = space.provisioner.wait_for_grant(flow, {"failed"}, 60)
     assert "EDC refused the callback's credentials (401" in grant["lastError"]
-    ended = wait_for(
-        lambda: (
-            (t := provider_transfer(provider, purchase.transfer_id))
-            and t["state"] in {"TERMINATED", "DEPROVISIONED"}
-            and t
-        ),
-        "the transfer ended",
-    )
+    space.wait_state(space.provider, flow, {"TERMINATED", "DEPROVISIONED"})
+    with space.provider.management() as client:
+        ended = client.get(f"/v3/transferprocesses/{flow}").json()
     assert "the provisioner gave up" in ended.get("errorDetail", ""), ended
-    provisioner.assert_nothing_left("consumer")
+    space.provisioner.assert_nothing_left("consumer")

@@ -16,32 +16,32 @@ from provisioner.edc.expiry import agreement_end
 from provisioner.edc.offering import MANAGED_BY, OfferTarget
 from provisioner.edc.publisher import OfferingClient, publish
 from provisioner.settings import Settings
-from tests.edc.runtimes import API_KEY, EdcConnector
 from workflow_contracts.asset import load_catalog
+from workflow_testkit.edc.connectors import Connector
 from workflow_testkit.workflow_api import DUMMY_ASSETS
 
 EDC = "https://w3id.org/edc/v0.0.1/ns/"
 PUBLIC_URL = "http://127.0.0.1:8000"
 
 
-def _get(connector: EdcConnector, path: str) -> httpx.Response:
+def _get(connector: Connector, path: str) -> httpx.Response:
     return httpx.get(
-        f"{connector.management_url}{path}", headers={"x-api-key": API_KEY}, timeout=10
+        f"{connector.management_url}{path}", headers={"x-api-key": connector.api_key}, timeout=10
     )
 
 
-def _ids(connector: EdcConnector, collection: str) -> set[str]:
+def _ids(connector: Connector, collection: str) -> set[str]:
     answer = httpx.post(
         f"{connector.management_url}/v3/{collection}/request",
         json={"@context": {"@vocab": EDC}, "@type": "QuerySpec", "limit": 1000},
-        headers={"x-api-key": API_KEY},
+        headers={"x-api-key": connector.api_key},
         timeout=10,
     )
     assert answer.status_code == 200, answer.text
     return {item["@id"] for item in answer.json()}
 
 
-def _flavour(connector: EdcConnector) -> Any:
+def _flavour(connector: Connector) -> Any:
     return "legacy" if connector.version == "0.15.1" else "dataplane"
 
 
@@ -56,7 +56,7 @@ def _catalog_dir(tmp_path: Path, *names: str) -> Path:
 
 
 def test_publish_creates_reads_back_is_idempotent_and_removes_only_its_own(
-    edc_provider: EdcConnector, tmp_path: Path
+    edc_provider: Connector, tmp_path: Path
 ) -> None:
     connector = edc_provider
     hand_made = {
@@ -66,11 +66,13 @@ def test_publish_creates_reads_back_is_idempotent_and_removes_only_its_own(
         "dataAddress": {"type": "HttpData", "baseUrl": "http://127.0.0.1:9/data"},
     }
     made = httpx.post(
-        f"{connector.management_url}/v3/assets", json=hand_made, headers={"x-api-key": API_KEY}
+        f"{connector.management_url}/v3/assets",
+        json=hand_made,
+        headers={"x-api-key": connector.api_key},
     )
     assert made.status_code == 200, made.text
     target = OfferTarget(flavour=_flavour(connector), public_url=PUBLIC_URL)
-    client = OfferingClient(connector.management_url, api_key=API_KEY, timeout_seconds=10)
+    client = OfferingClient(connector.management_url, api_key=connector.api_key, timeout_seconds=10)
     try:
         first = publish(client, load_catalog(_catalog_dir(tmp_path, "echo", "noop")), target)
         assert first.ok, first.problems
@@ -124,7 +126,7 @@ def test_publish_creates_reads_back_is_idempotent_and_removes_only_its_own(
 
 
 def test_cli_dry_run_changes_nothing_and_a_foreign_entity_is_an_error(
-    edc_provider: EdcConnector, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    edc_provider: Connector, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     connector = edc_provider
     foreign = {
@@ -134,7 +136,9 @@ def test_cli_dry_run_changes_nothing_and_a_foreign_entity_is_an_error(
         "dataAddress": {"type": "HttpData", "baseUrl": "http://127.0.0.1:9/data"},
     }
     made = httpx.post(
-        f"{connector.management_url}/v3/assets", json=foreign, headers={"x-api-key": API_KEY}
+        f"{connector.management_url}/v3/assets",
+        json=foreign,
+        headers={"x-api-key": connector.api_key},
     )
     assert made.status_code == 200, made.text
     settings = Settings(
@@ -144,7 +148,7 @@ def test_cli_dry_run_changes_nothing_and_a_foreign_entity_is_an_error(
         admin_token="a" * 40,
         edc_endpoint_secret="s" * 32,
         edc_management_url=connector.management_url,
-        edc_management_api_key=API_KEY,
+        edc_management_api_key=connector.api_key,
         edc_flavour=_flavour(connector),
     )
     before = _ids(connector, "assets")

@@ -1,41 +1,39 @@
 """One provider + consumer per EDC version and a provisioner configured for its flavour, started
-once per test session (fresh in-memory connectors, a fresh provisioner database)."""
+once per test session (fresh in-memory connectors, a fresh provisioner database), the offering
+published by `provisioner publish`: the dummy catalog and `echo-short`, an echo whose agreements
+last a few seconds."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.edc.e2e.connectors import Connector
-from tests.edc.e2e.dataspace import Dataspace
-from tests.edc.e2e.provisioner_process import ProvisionerProcess
-from tests.edc.runtimes import require_edc_runtime
+from workflow_testkit.edc.dataspace import Dataspace, open_dataspace
+from workflow_testkit.edc.runtimes import require_edc_runtime
+from workflow_testkit.workflow_api import DUMMY_ASSETS
 
 VERSIONS = ["0.18.0", "0.15.1"]
-# How often EDC's policy monitor checks running transfers: long enough that the provisioner's
-# own timer (every 0.2 s) ends an expired contract first, unless it is told to wait.
-MONITOR_SECONDS = 4
+SHORT_ASSET = "echo-short"
+# Long enough for signing → transfer → provisioning → the consumer's access → a job on the
+# session's first flow (cold JVMs) on two loaded cores: up to ~12 s seen on 0.15.1 (4.5 s from
+# the transfer request to the provision request, 1.4 s to the callback, then the consumer's
+# STARTED, its EDR and the proxy). The contract tests wait for the end.
+SHORT_VALIDITY_SECONDS = 20
 
 
-def provisioner_environment(provider: Connector) -> dict[str, str]:
-    environment = {
-        "PROVISIONER_EDC_MANAGEMENT_URL": provider.management_url,
-        "PROVISIONER_EDC_MANAGEMENT_API_KEY": provider.api_key,
-        "PROVISIONER_DATAPLANE_ADDRESS": "endpoint",
-    }
-    if provider.version == "0.15.1":  # the legacy callback goes to the Management API context
-        environment["PROVISIONER_EDC_CALLBACK_API_KEY"] = provider.api_key
-    return environment
-
-
-def provider_extra(version: str, provisioner: ProvisionerProcess) -> dict[str, str]:
-    if version == "0.15.1":
-        return {
-            "provisioner.http.entries.workflow.endpoint": provisioner.legacy_endpoint,
-            "edc.policy.monitor.state-machine.iteration-wait-millis": str(MONITOR_SECONDS * 1000),
-        }
-    return {"edc.policy.monitor.period": f"PT{MONITOR_SECONDS}S"}
+def e2e_catalog(directory: Path) -> Path:
+    """The dummy assets, plus `echo-short`: echo with a contract of SHORT_VALIDITY_SECONDS."""
+    shutil.copytree(DUMMY_ASSETS, directory)
+    echo = (directory / "echo.yaml").read_text()
+    short = echo.replace("id: echo\n", f"id: {SHORT_ASSET}\n", 1).replace(
+        "validity: 30d", f"validity: {SHORT_VALIDITY_SECONDS}s"
+    )
+    assert short != echo and f"validity: {SHORT_VALIDITY_SECONDS}s" in short
+    (directory / f"{SHORT_ASSET}.yaml").write_text(short)
+    return directory
 
 
 @pytest.fixture(scope="session", params=VERSIONS)
@@ -45,21 +43,8 @@ def dataspace(
     version: str = request.param
     require_edc_runtime(version)
     root = tmp_path_factory.mktemp(f"edc-{version}")
-    provisioner = ProvisionerProcess(root / "provisioner", {})
-    provider = Connector(version, "provider", root / "provider")
-    provider.extra = provider_extra(version, provisioner)
-    provisioner.environment = provisioner_environment(provider)
-    consumer = Connector(version, "consumer", root / "consumer")
-    started = []
     try:
-        for part in (provider, consumer, provisioner):
-            part.start()
-            started.append(part)
-        space = Dataspace(version, provider, consumer, provisioner)
-        space.offer("input-dummy", "input-dummy-open")
-        space.offer("echo", "echo-open")
-        yield space
+        with open_dataspace(version, root, assets_dir=e2e_catalog(root / "assets")) as space:
+            yield space
     finally:
-        for part in reversed(started):
-            part.stop()
         print(f"\nEDC {version}: logs in {root}")  # kept by pytest's tmp_path retention

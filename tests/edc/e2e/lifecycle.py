@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.edc.e2e.connectors import Connector
-from tests.edc.e2e.dataspace import Dataspace, poll
+from workflow_testkit.edc.connectors import Connector
+from workflow_testkit.edc.dataspace import Dataspace, poll
 from workflow_testkit.workflow_api import execute, wait_for_job
 
 FINAL_PROVIDER_STATES = {"DEPROVISIONED", "TERMINATED"}
@@ -23,22 +23,22 @@ class Running:
     access: dict[str, str]
 
 
-def run_echo(access: dict[str, str], message: str = "hello") -> None:
+def run_echo(access: dict[str, str], message: str = "hello", asset_id: str = "echo") -> None:
     with httpx.Client(
         base_url=access["endpoint"],
         headers={"Authorization": f"Bearer {access['token']}"},
         timeout=30,
         follow_redirects=True,
     ) as client:
-        job_id = execute(client, "echo", {"message": message})
+        job_id = execute(client, asset_id, {"message": message})
         assert wait_for_job(client, job_id)["status"] == "successful"
         assert client.get(f"/jobs/{job_id}/results/echo").text == message
 
 
 def start_echo_transfer(
-    space: Dataspace, definition_id: str = "echo-open", consumer: Connector | None = None
+    space: Dataspace, asset_id: str = "echo", consumer: Connector | None = None
 ) -> Running:
-    agreement = space.negotiate("echo", definition_id, consumer)
+    agreement = space.negotiate(asset_id, consumer)
     transfer = space.transfer(agreement, consumer)
     access = space.workflow_access(transfer, consumer)
     flow = space.provider_transfer(transfer)

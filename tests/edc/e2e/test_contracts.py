@@ -3,19 +3,18 @@ both orders; EDC's flow reaches its final state either way."""
 
 from __future__ import annotations
 
-from tests.edc.e2e.dataspace import Dataspace
+from tests.edc.e2e.conftest import SHORT_ASSET, SHORT_VALIDITY_SECONDS
 from tests.edc.e2e.lifecycle import assert_ended, run_echo, start_echo_transfer
-
-VALIDITY_SECONDS = 6
+from workflow_testkit.edc.dataspace import Dataspace
 
 
 def test_provisioner_timer_first_then_edc_policy_monitor(dataspace: Dataspace) -> None:
     space = dataspace
-    space.offer("echo", "echo-short-a", validity=f"{VALIDITY_SECONDS}s")
-    running = start_echo_transfer(space, "echo-short-a")
-    run_echo(running.access)
+    running = start_echo_transfer(space, SHORT_ASSET)
+    run_echo(running.access, asset_id=SHORT_ASSET)
 
-    grant = space.provisioner.wait_for_grant(running.flow, {"revoking", "revoked"}, timeout=20)
+    expiry = SHORT_VALIDITY_SECONDS + 10  # from before the signing: an upper bound
+    grant = space.provisioner.wait_for_grant(running.flow, {"revoking", "revoked"}, expiry)
     assert grant["revokeReason"] == "the contract expired"
     assert space.state(space.provider, running.flow) == "STARTED", "EDC's monitor came first"
 
@@ -27,9 +26,8 @@ def test_edc_policy_monitor_first_then_provisioner_timer(dataspace: Dataspace) -
     keeps asking to deprovision; the provisioner comes back and converges."""
     space = dataspace
     provisioner = space.provisioner
-    space.offer("echo", "echo-short-b", validity=f"{VALIDITY_SECONDS}s")
-    running = start_echo_transfer(space, "echo-short-b")
-    run_echo(running.access)
+    running = start_echo_transfer(space, SHORT_ASSET)
+    run_echo(running.access, asset_id=SHORT_ASSET)
     provisioner.stop()
     try:
         space.wait_state(space.provider, running.flow, {"TERMINATED", "DEPROVISIONING"}, 30)

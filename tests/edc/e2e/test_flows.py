@@ -8,7 +8,7 @@ import zipfile
 
 import httpx
 
-from tests.edc.e2e.dataspace import Dataspace
+from workflow_testkit.edc.dataspace import Dataspace
 from workflow_testkit.workflow_api import execute, upload, wait_for_job
 
 FINAL_PROVIDER = {"DEPROVISIONED", "TERMINATED"}
@@ -45,7 +45,7 @@ def run_job_with_input(access: dict[str, str]) -> None:
 
 def test_full_cycle_catalog_to_nothing_left(dataspace: Dataspace) -> None:
     space = dataspace
-    agreement = space.negotiate("input-dummy", "input-dummy-open")
+    agreement = space.negotiate("input-dummy")
     requested = time.monotonic()
     transfer = space.transfer(agreement)
     access = space.workflow_access(transfer)

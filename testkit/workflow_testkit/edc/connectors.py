@@ -18,10 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.edc.runtimes import require_edc_runtime
+from workflow_testkit.edc.runtimes import EDC_CONFIG, require_edc_runtime
 
-REPOSITORY = Path(__file__).resolve().parents[3]
-EDC_CONFIG = REPOSITORY / "edc-config"
 MAIN_CLASS = "org.eclipse.edc.boot.system.runtime.BaseRuntime"
 JAVA = ["java", "-Xmx320m", "-XX:TieredStopAtLevel=1"]  # C1 only: starts faster on 2 cores
 EDC = "https://w3id.org/edc/v0.0.1/ns/"
@@ -64,7 +62,9 @@ class Connector:
 
     def _pick_ports(self) -> None:
         contexts = CONTEXTS + (["signaling."] if self.version != "0.15.1" else [])
-        if self.version == "0.15.1" and self.role == "provider":
+        if self.version == "0.15.1":
+            # our 0.15.1 extension opens its public proxy context in every role, by default on
+            # port 8185: a second connector on the machine could not bind it
             contexts.append("public.")
         self.ports = {context.rstrip(".") or "default": free_port() for context in contexts}
 
