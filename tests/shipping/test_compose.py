@@ -296,7 +296,7 @@ def test_provisioner_environment_passes_settings_validation(
         if name.startswith("PROVISIONER_"):
             monkeypatch.setenv(name, value)
     settings = ProvisionerSettings()
-    assert settings.storage == "s3" and settings.s3_secure is False
+    assert settings.storage == "s3" and settings.s3.secure is False
     assert settings.deployer == "local"
     assert settings.assets_dir == REPOSITORY / "dummy-job" / "assets"  # the bind mount
     assert settings.database_url is not None and settings.database_url.startswith(

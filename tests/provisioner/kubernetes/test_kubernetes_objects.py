@@ -13,8 +13,7 @@ import pytest
 from kubernetes.utils import parse_quantity
 
 from provisioner.deployers.base import ConsumerSpec
-from provisioner.deployers.kubernetes import objects
-from provisioner.deployers.kubernetes.config import KubernetesDeployerConfig
+from provisioner.deployers.kubernetes import config, objects
 from provisioner.deployers.kubernetes.objects import (
     ApiEgressSpec,
     ConsumerDeploymentSpec,
@@ -24,6 +23,7 @@ from provisioner.deployers.kubernetes.objects import (
     consumer_namespace,
 )
 from provisioner.deployers.kubernetes.rbac import make_runner_cluster_role
+from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.slugs import consumer_slug
 from workflow_testkit.kubernetes.manifests import (
     DNS_1035_LABEL,
@@ -454,15 +454,21 @@ def test_the_api_pod_reaches_the_api_server_allow_listed_networks_and_public_add
 
 
 def test_the_egress_allow_list_of_the_workflow_api_opens_its_network_policy() -> None:
-    config = KubernetesDeployerConfig(image="api:1", ingress_domain="workflows.example.org")
+    kubernetes = KubernetesSettings(
+        workflow_api_image="api:1", ingress_domain="workflows.example.org"
+    )
     consumer = ConsumerSpec("consumer-a", "consumer-a-00000000", "workflow-api/consumer-a")
     settings = {"WORKFLOW_API_EGRESS_ALLOW_CIDRS": '["10.30.0.0/16"]'}
-    spec = config.deployment_spec(consumer, settings)
+    spec = config.deployment_spec(kubernetes, consumer, settings)
     assert spec.api_egress.allow_cidrs == ("10.30.0.0/16",)
     with pytest.raises(ValueError, match="JSON list"):
-        config.deployment_spec(consumer, {"WORKFLOW_API_EGRESS_ALLOW_CIDRS": "10.30.0.0/16"})
+        config.deployment_spec(
+            kubernetes, consumer, {"WORKFLOW_API_EGRESS_ALLOW_CIDRS": "10.30.0.0/16"}
+        )
     with pytest.raises(ValueError, match="does not appear to be"):
-        config.deployment_spec(consumer, {"WORKFLOW_API_EGRESS_ALLOW_CIDRS": '["10.0.0.0/33"]'})
+        config.deployment_spec(
+            kubernetes, consumer, {"WORKFLOW_API_EGRESS_ALLOW_CIDRS": '["10.0.0.0/33"]'}
+        )
 
 
 # --- ingress, quota ------------------------------------------------------------------------------
