@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from provisioner.slugs import prefixed_label
 from workflow_common.settings import require_s3_settings
 
+
 class S3Settings(BaseModel):
     """See the module docstring; used when `PROVISIONER_STORAGE=s3`."""
 
