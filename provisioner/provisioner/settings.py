@@ -210,6 +210,15 @@ class Settings(ServerLimits):
             _check_kubernetes_settings(self)
         return self
 
+    @classmethod
+    def variable_names(cls) -> set[str]:
+        """Every `PROVISIONER_*` variable these settings read, the nested groups' fields under
+        their flat names (`PROVISIONER_S3_BUCKET`)."""
+        names = {f"PROVISIONER_{name.upper()}" for name in cls.model_fields if name not in NESTED}
+        for group, model in NESTED.items():
+            names |= {f"PROVISIONER_{group.upper()}_{name.upper()}" for name in model.model_fields}
+        return names
+
     @property
     def base_url(self) -> str:
         return str(self.public_url).rstrip("/")
