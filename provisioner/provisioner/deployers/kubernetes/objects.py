@@ -6,6 +6,10 @@ the namespace collects everything. `make_consumer_objects` lists the objects in 
 namespace, then what admission needs before the first pod (quota, limit range, network policies),
 then the accounts and their binding, configuration, storage, the workload and its route.
 
+The spec, `ConsumerDeploymentSpec`, is the consumer's part next to the deployer's nested settings
+model itself (`KubernetesSettings`): the builders read the settings' fields directly, or through
+the spec's small views (`quota`, `api_resources`, `api_egress`), so no setting is copied here.
+
 Longer than our ~300 lines on purpose: the spec and the builders of one consumer's dozen objects
 are read together (names, labels and ports refer to each other across them), and all of it is
 pure data with no I/O.
