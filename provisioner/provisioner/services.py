@@ -82,28 +82,10 @@ def make_consumer_storage(settings: Settings, secrets: CredentialSecrets) -> Con
     if settings.storage != "s3":
         return NoConsumerStorage()
     # Imported here: the minio client costs start-up time that filesystem storage does not need.
-    from provisioner.storage.s3 import MinioUserStorage, SharedBucketStorage  # noqa: PLC0415
+    from provisioner.storage.s3 import s3_consumer_storage  # noqa: PLC0415
 
-    assert settings.s3_access_key is not None and settings.s3_secret_key is not None
-    assert settings.s3_endpoint is not None and settings.s3_bucket is not None
-    endpoint, secure = settings.s3_endpoint, settings.s3_secure
-    access_key = settings.s3_access_key.get_secret_value()
-    secret_key = settings.s3_secret_key.get_secret_value()
-    if settings.s3_isolation == "minio":
-        return MinioUserStorage(
-            endpoint=endpoint,
-            access_key=access_key,
-            secret_key=secret_key,
-            secure=secure,
-            bucket_stem=settings.s3_bucket,
-            secret_for=lambda slug: secrets.derive(f"storage-user:{slug}"),
-        )
-    return SharedBucketStorage(
-        endpoint=endpoint,
-        access_key=access_key,
-        secret_key=secret_key,
-        secure=secure,
-        bucket=settings.s3_bucket,
+    return s3_consumer_storage(
+        settings.s3, secret_for=lambda slug: secrets.derive(f"storage-user:{slug}")
     )
 
 

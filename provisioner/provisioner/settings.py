@@ -1,11 +1,14 @@
 """Provisioner settings from `PROVISIONER_*` variables, validated at start-up.
 
-The Kubernetes deployer's settings are a nested model, `settings.kubernetes`
-(`deployers/kubernetes/settings.py`), handed on to that deployer alone. Their variables keep
-their flat names, `PROVISIONER_KUBERNETES_<FIELD>`: the environment source splits a variable
-once after `PROVISIONER_KUBERNETES_` (`env_nested_delimiter="_"`, `env_nested_max_split=1`), and
-flat keyword arguments (`Settings(kubernetes_workflow_api_image=...)`) are nested the same way
-before validation, so every place that names a setting (chart, compose, docs) names it as before.
+Two groups are nested models, each handed on to the one part that uses it:
+`settings.kubernetes` (`KubernetesSettings`, `deployers/kubernetes/settings.py`) to the
+Kubernetes deployer, `settings.s3` (`S3Settings`, `storage/settings.py`) to the consumer
+storage. Their variables keep their flat names, `PROVISIONER_KUBERNETES_<FIELD>` and
+`PROVISIONER_S3_<FIELD>`: the environment source splits a variable once after the group's name
+(`env_nested_delimiter="_"`, `env_nested_max_split=1`; only nested models split), and flat
+keyword arguments (`Settings(kubernetes_workflow_api_image=..., s3_bucket=...)`) are nested the
+same way before validation, so every place that names a setting (chart, compose, docs) names it
+as before.
 """
 
 from __future__ import annotations
@@ -14,13 +17,12 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
+from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from provisioner.deployers.kubernetes.settings import KubernetesSettings
-from provisioner.slugs import prefixed_label
+from provisioner.storage.settings import S3Settings
 from workflow_common.server_limits import ServerLimits
-from workflow_common.settings import require_s3_settings
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "admin"}
 
@@ -42,6 +44,28 @@ def _check_kubernetes_settings(settings: Settings) -> None:
             " install provisioner[kubernetes]"
         ) from None
     check_settings(settings)
+
+
+def _nest(data: dict[str, Any], group: str, model: type[BaseModel]) -> dict[str, Any]:
+    """`<group>_<field>` keys that name a field of `model` → `data[group][<field>]`; a flat key
+    wins over the same field given nested."""
+    start = f"{group}_"
+    flat = {
+        key: data[key]
+        for key in data
+        if key.startswith(start) and key.removeprefix(start) in model.model_fields
+    }
+    if not flat:
+        return data
+    nested = data.get(group) or {}
+    if isinstance(nested, model):
+        nested = nested.model_dump(exclude_unset=True)
+    rest = {key: value for key, value in data.items() if key not in flat}
+    names = {key.removeprefix(start): value for key, value in flat.items()}
+    return rest | {group: {**nested, **names}}
+
+
+NESTED: dict[str, type[BaseModel]] = {"kubernetes": KubernetesSettings, "s3": S3Settings}
 
 
 class Settings(ServerLimits):
@@ -122,17 +146,8 @@ class Settings(ServerLimits):
     local_worker_uid_base: int = Field(default=200_000, ge=1000, lt=2**31)
     local_worker_uid_count: int = Field(default=100_000, gt=0)
     storage: Literal["filesystem", "s3"] = "filesystem"
-    s3_endpoint: str | None = None
-    s3_access_key: SecretStr | None = None
-    s3_secret_key: SecretStr | None = None
-    s3_bucket: str | None = None
-    s3_secure: bool = True
-    s3_isolation: Literal["prefix", "minio"] = Field(
-        default="prefix",
-        description="prefix: one shared bucket and credentials, a prefix per consumer (any"
-        " workflow-api can reach every consumer's data); minio: a bucket and a MinIO user per"
-        " consumer (the S3 keys must be MinIO admin credentials; s3_bucket is the name stem)",
-    )
+    # the provisioner's S3 server (storage = "s3"), PROVISIONER_S3_*
+    s3: S3Settings = Field(default_factory=S3Settings)
     max_running_jobs: int = Field(default=2, gt=0)
     storage_quota: int | None = Field(default=None, gt=0)
     # What every workflow-api's egress policy allows besides public addresses (host names and
@@ -146,23 +161,13 @@ class Settings(ServerLimits):
     @model_validator(mode="before")
     @classmethod
     def _nest_flat_names(cls, data: Any) -> Any:
-        """`kubernetes_<field>=...` → `kubernetes={<field>: ...}` (see the module docstring)."""
+        """`kubernetes_<field>=...` → `kubernetes={<field>: ...}`, `s3_<field>=...` →
+        `s3={<field>: ...}` (see the module docstring)."""
         if not isinstance(data, dict):
             return data
-        flat = {
-            key: data[key]
-            for key in list(data)
-            if key.startswith("kubernetes_")
-            and key.removeprefix("kubernetes_") in KubernetesSettings.model_fields
-        }
-        if not flat:
-            return data
-        nested = data.get("kubernetes") or {}
-        if isinstance(nested, KubernetesSettings):
-            nested = nested.model_dump(exclude_unset=True)
-        rest = {key: value for key, value in data.items() if key not in flat}
-        names = {key.removeprefix("kubernetes_"): value for key, value in flat.items()}
-        return rest | {"kubernetes": {**nested, **names}}
+        for group, model in NESTED.items():
+            data = _nest(data, group, model)
+        return data
 
     @field_validator("admin_token")
     @classmethod
@@ -191,24 +196,28 @@ class Settings(ServerLimits):
                 " PROVISIONER_EDC_ENDPOINT_UNAUTHENTICATED=true runs without one (not for"
                 " production)"
             )
-        require_s3_settings(self, "PROVISIONER_")
+        if self.storage == "s3":
+            self.s3.check_complete()
         if self.edc_publish_on_startup and self.edc_management_url is None:
             raise ValueError(
                 "PROVISIONER_EDC_PUBLISH_ON_STARTUP needs PROVISIONER_EDC_MANAGEMENT_URL"
             )
         if not self.assets_dir.is_dir():
             raise ValueError(f"PROVISIONER_ASSETS_DIR {self.assets_dir} is not a directory")
-        if self.s3_isolation == "minio" and self.storage == "s3" and self.s3_bucket:
-            try:
-                prefixed_label(f"{self.s3_bucket}-", "consumer-00000000")
-            except ValueError:
-                raise ValueError(
-                    "with PROVISIONER_S3_ISOLATION=minio, PROVISIONER_S3_BUCKET is the stem of"
-                    " each consumer's bucket: lowercase letters, digits and '-' only"
-                ) from None
+        if self.storage == "s3":
+            self.s3.check_bucket_stem()
         if self.deployer == "kubernetes":
             _check_kubernetes_settings(self)
         return self
+
+    @classmethod
+    def variable_names(cls) -> set[str]:
+        """Every `PROVISIONER_*` variable these settings read, the nested groups' fields under
+        their flat names (`PROVISIONER_S3_BUCKET`)."""
+        names = {f"PROVISIONER_{name.upper()}" for name in cls.model_fields if name not in NESTED}
+        for group, model in NESTED.items():
+            names |= {f"PROVISIONER_{group.upper()}_{name.upper()}" for name in model.model_fields}
+        return names
 
     @property
     def base_url(self) -> str:

@@ -22,16 +22,15 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
+from provisioner.deployers.kubernetes import config
 from provisioner.deployers.kubernetes.api import APPLIED_HASH_ANNOTATION, KubernetesApi
-from provisioner.deployers.kubernetes.config import KubernetesDeployerConfig
 from provisioner.deployers.kubernetes.deployer import KubernetesDeployer
 from provisioner.deployers.kubernetes.objects import (
     CONFIG_HASH_ANNOTATION,
     GRANTS_ANNOTATION,
-    QuotaSpec,
-    Resources,
     make_consumer_objects,
 )
+from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.slugs import consumer_slug
 from workflow_testkit.kubernetes.cluster import ClusterHandle
 from workflow_testkit.kubernetes.stage import (
@@ -98,9 +97,9 @@ def provisioner_api(
         yield api
 
 
-def make_config(**changes: Any) -> KubernetesDeployerConfig:
+def make_settings(**changes: Any) -> KubernetesSettings:
     values: dict[str, Any] = {
-        "image": IMAGE,
+        "workflow_api_image": IMAGE,
         "ingress_domain": "workflows.test",
         "namespace_prefix": "dep-",
         "provisioner_namespace": PROVISIONER_NAMESPACE,
@@ -114,7 +113,7 @@ def make_config(**changes: Any) -> KubernetesDeployerConfig:
         "removal_timeout_seconds": 90.0,
         "resync_seconds": 0.0,  # every call checks every object
     }
-    return KubernetesDeployerConfig(**(values | changes))
+    return KubernetesSettings(**(values | changes))
 
 
 @pytest.fixture
@@ -127,7 +126,7 @@ def make_deployer(
     def make(env: dict[str, str] | None = None, storage: Any = None, **changes: Any) -> Any:
         deployer = KubernetesDeployer(
             api=KubernetesApi(provisioner_api, timeout_seconds=10),
-            config=make_config(**changes),
+            settings=make_settings(**changes),
             workflow_api_env=COMMON_ENV if env is None else env,
             storage=storage,
         )
@@ -178,7 +177,9 @@ def object_versions(
 ) -> dict[tuple[str, str], str]:
     """(kind, name) -> resourceVersion of every object the consumer should have."""
     reader = KubernetesApi(admin)
-    desired: list[Any] = make_consumer_objects(deployer._config.deployment_spec(spec, env))
+    desired: list[Any] = make_consumer_objects(
+        config.deployment_spec(deployer._kubernetes, spec, env)
+    )
     versions = {}
     for obj in desired:
         live = reader.read(obj.kind, obj.metadata.name, obj.metadata.namespace)
@@ -345,9 +346,13 @@ def test_an_unschedulable_first_deploy_fails_with_the_reason_and_leaves_nothing(
     make_deployer: Callable[..., KubernetesDeployer], admin: client.ApiClient
 ) -> None:
     # KWOK's node offers 32 CPUs: a pod asking for 64 fits the quota but no node.
-    huge = Resources(cpu_request="64", memory_request="1Gi", cpu_limit="64", memory_limit="1Gi")
     deployer = make_deployer(
-        api_resources=huge, quota=QuotaSpec(cpu="100"), readiness_timeout_seconds=3.0
+        api_cpu_request="64",
+        api_memory_request="1Gi",
+        api_cpu_limit="64",
+        api_memory_limit="1Gi",
+        quota_cpu="100",
+        readiness_timeout_seconds=3.0,
     )
     spec = consumer("gail")
 

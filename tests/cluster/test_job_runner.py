@@ -36,6 +36,7 @@ from provisioner.deployers.kubernetes.objects import (
     make_service_account,
 )
 from provisioner.deployers.kubernetes.rbac import make_runner_cluster_role
+from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.signing_keys import SigningKey
 from workflow_api.app import create_app
 from workflow_api.execution.kubernetes.objects import job_name, job_selector
@@ -144,15 +145,17 @@ def consumer(
         consumer_id="consumer-a",
         slug="consumer-a",
         namespace=namespace,
-        image="registry.test/workflow-api:test",
         token_audience="workflow-api/consumer-a",
         public_url="http://127.0.0.1",
         ingress=IngressSpec(path_prefix="/"),
-        provisioner_namespace="workflow-provisioner",
-        ingress_namespace="ingress-nginx",
+        kubernetes=KubernetesSettings(
+            workflow_api_image="registry.test/workflow-api:test",
+            provisioner_namespace="workflow-provisioner",
+            ingress_namespace="ingress-nginx",
+        ),
     )
     try:
-        rbac.create_cluster_role(make_runner_cluster_role(spec.runner_cluster_role))
+        rbac.create_cluster_role(make_runner_cluster_role(spec.kubernetes.runner_cluster_role))
     except ApiException as error:
         if error.status != 409:
             raise

@@ -7,7 +7,6 @@ deletion the test controls (a terminating namespace stays until the test lets it
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,11 @@ from kubernetes import client
 from sqlmodel import Session, select
 
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
+from provisioner.deployers.kubernetes import config
 from provisioner.deployers.kubernetes import deployer as kubernetes_deployer
-from provisioner.deployers.kubernetes.config import KubernetesDeployerConfig
 from provisioner.deployers.kubernetes.deployer import KubernetesDeployer, RemovalTimeoutError
 from provisioner.deployers.kubernetes.objects import make_namespace
+from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.grants.models import (
     Consumer,
     ConsumerState,
@@ -36,7 +36,7 @@ from provisioner.slugs import consumer_slug
 from provisioner.tokens.issuing import workflow_api_audience
 from workflow_common.clock import utcnow
 
-CONFIG = KubernetesDeployerConfig(image="api:1", ingress_domain="workflows.example.org")
+KUBERNETES = KubernetesSettings(workflow_api_image="api:1", ingress_domain="workflows.example.org")
 
 
 class TerminatingNamespaces:
@@ -48,7 +48,7 @@ class TerminatingNamespaces:
         self.deletes: list[str] = []
 
     def add(self, spec: ConsumerSpec) -> str:
-        namespace = make_namespace(CONFIG.deployment_spec(spec, {}))
+        namespace = make_namespace(config.deployment_spec(KUBERNETES, spec, {}))
         self.namespaces[namespace.metadata.name] = namespace
         return str(namespace.metadata.name)
 
@@ -91,10 +91,10 @@ def no_poll_pause(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kubernetes_deployer, "REMOVAL_POLL_SECONDS", 0.0)
 
 
-def _deployer(api: TerminatingNamespaces, storage: RecordingStorage, **config: Any) -> Any:
+def _deployer(api: TerminatingNamespaces, storage: RecordingStorage, **changes: Any) -> Any:
     return KubernetesDeployer(
         api=api,  # type: ignore[arg-type]  # the removal's part of the API
-        config=replace(CONFIG, **config),
+        settings=KUBERNETES.model_copy(update=changes),
         workflow_api_env={},
         storage=storage,
     )

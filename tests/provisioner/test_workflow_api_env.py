@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from provisioner.deployers.base import ConsumerSpec
-from provisioner.deployers.kubernetes.config import KubernetesDeployerConfig
+from provisioner.deployers.kubernetes import config
+from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.deployers.local.deployer import LocalDeployer, consumer_environment
 from provisioner.deployers.local.sandbox import LocalSandbox
 from provisioner.services import workflow_api_environment
@@ -138,8 +139,10 @@ def test_both_deployers_set_the_consumers_identity(tmp_path: Path) -> None:
         python="/usr/bin/python3",
         inherited={},
     )
-    config = KubernetesDeployerConfig(image="api:1", ingress_domain="workflows.example.org")
-    pod = config.deployment_spec(SPEC, {}).config()
+    kubernetes = KubernetesSettings(
+        workflow_api_image="api:1", ingress_domain="workflows.example.org"
+    )
+    pod = config.deployment_spec(kubernetes, SPEC, {}).config()
 
     for environment in (local, pod):
         assert ConsumerIdentity.names() <= set(environment)
@@ -155,8 +158,10 @@ def test_only_the_local_deployer_sets_the_sandbox(tmp_path: Path) -> None:
     (tmp_path / SPEC.slug).mkdir()
     local = LocalSandbox("bubblewrap", uid_base=200_000, uid_count=100_000)
     assert local.environment(tmp_path, SPEC.slug)["WORKFLOW_API_SANDBOX"] == "bubblewrap"
-    config = KubernetesDeployerConfig(image="api:1", ingress_domain="workflows.example.org")
-    pod = config.deployment_spec(SPEC, {}).config()
+    kubernetes = KubernetesSettings(
+        workflow_api_image="api:1", ingress_domain="workflows.example.org"
+    )
+    pod = config.deployment_spec(kubernetes, SPEC, {}).config()
     assert not WorkerSandbox.names() & set(pod)
 
 
@@ -167,6 +172,8 @@ def test_both_deployers_refuse_per_consumer_names_in_the_shared_settings(
     """A database URL shared by every consumer would put them all into one database."""
     with pytest.raises(ValueError, match=name):
         LocalDeployer(root=tmp_path, workflow_api_env={name: "x"})
-    config = KubernetesDeployerConfig(image="api:1", ingress_domain="workflows.example.org")
+    kubernetes = KubernetesSettings(
+        workflow_api_image="api:1", ingress_domain="workflows.example.org"
+    )
     with pytest.raises(ValueError, match=name):
-        config.deployment_spec(SPEC, {name: "x"})
+        config.deployment_spec(kubernetes, SPEC, {name: "x"})

@@ -16,7 +16,6 @@ import kubernetes_validate
 import pytest
 
 from provisioner.deployers.kubernetes.rbac import Rule, provisioner_rules, runner_rules
-from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.settings import Settings
 from workflow_contracts.asset import load_asset
 from workflow_testkit.helm import (
@@ -190,9 +189,7 @@ def test_the_rendered_environment_is_accepted_by_the_provisioner_settings(
     helm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     documents = render(helm)
-    known = {f"PROVISIONER_{name.upper()}" for name in Settings.model_fields} | {
-        f"PROVISIONER_KUBERNETES_{name.upper()}" for name in KubernetesSettings.model_fields
-    }
+    known = Settings.variable_names()
     environment = environment_of(documents, tmp_path, tmp_path)
     assert set(environment) <= known, f"unknown settings: {set(environment) - known}"
     for name in [name for name in os.environ if name.startswith("PROVISIONER_")]:

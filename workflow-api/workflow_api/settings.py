@@ -141,7 +141,8 @@ class Settings(ServerLimits):
         key = self.storage_signing_key
         if key is not None and len(key.get_secret_value()) < 32:
             raise ValueError("WORKFLOW_API_STORAGE_SIGNING_KEY must be at least 32 characters")
-        require_s3_settings(self, "WORKFLOW_API_")
+        if self.storage == "s3":
+            require_s3_settings(self, "WORKFLOW_API_S3_", field_prefix="s3_")
         if self.runner == "kubernetes" and not self.kubernetes_sidecar_image:
             raise ValueError("runner 'kubernetes' needs WORKFLOW_API_KUBERNETES_SIDECAR_IMAGE")
         try:

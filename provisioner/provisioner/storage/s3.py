@@ -1,5 +1,6 @@
-"""The S3 kinds of consumer storage (see `consumer_storage`): a shared bucket with a prefix per
-consumer, or with MinIO a bucket and a user per consumer."""
+"""The S3 kinds of consumer storage (see `storage.consumer`): a shared bucket with a prefix per
+consumer, or with MinIO a bucket and a user per consumer; `s3_consumer_storage` picks one from
+the nested `S3Settings`."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from minio.error import MinioAdminException, MinioException
 from provisioner.deployers.base import ConsumerSpec
 from provisioner.slugs import prefixed_label
 from provisioner.storage.consumer import ConsumerStorageError
+from provisioner.storage.settings import S3Settings
 from workflow_common.s3 import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, make_s3_client
 from workflow_contracts.workflow_api_env import S3Storage
 
@@ -262,3 +264,30 @@ def _storage_errors(what: str) -> Iterator[None]:
         yield
     except (MinioException, MinioAdminException, urllib3.exceptions.HTTPError) as error:
         raise ConsumerStorageError(f"{what}: {error}") from error
+
+
+def s3_consumer_storage(
+    settings: S3Settings, *, secret_for: Callable[[str], str]
+) -> SharedBucketStorage | MinioUserStorage:
+    """The consumer storage `settings.isolation` names, on the provisioner's S3 server (the
+    settings are complete: `S3Settings.check_complete` ran at start-up)."""
+    endpoint, bucket = settings.endpoint, settings.bucket
+    access_key, secret_key = settings.access_key, settings.secret_key
+    assert endpoint and bucket and access_key is not None and secret_key is not None
+    access, secret = access_key.get_secret_value(), secret_key.get_secret_value()
+    if settings.isolation == "minio":
+        return MinioUserStorage(
+            endpoint=endpoint,
+            access_key=access,
+            secret_key=secret,
+            secure=settings.secure,
+            bucket_stem=bucket,
+            secret_for=secret_for,
+        )
+    return SharedBucketStorage(
+        endpoint=endpoint,
+        access_key=access,
+        secret_key=secret,
+        secure=settings.secure,
+        bucket=bucket,
+    )

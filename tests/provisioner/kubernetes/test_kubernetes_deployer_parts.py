@@ -16,17 +16,15 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from provisioner.deployers.base import ConsumerSpec
+from provisioner.deployers.kubernetes import config
 from provisioner.deployers.kubernetes.api import KINDS, KubernetesApi
-from provisioner.deployers.kubernetes.config import KubernetesDeployerConfig
 from provisioner.deployers.kubernetes.rbac import (
     cluster_roles,
     make_provisioner_cluster_role,
     provisioner_rules,
 )
-from provisioner.deployers.kubernetes.setup import (
-    config_from_settings,
-    kubernetes_workflow_api_env,
-)
+from provisioner.deployers.kubernetes.settings import KubernetesSettings
+from provisioner.deployers.kubernetes.setup import kubernetes_workflow_api_env, resolved_settings
 from provisioner.deployers.kubernetes.status import describe_failure, rollout_complete
 from provisioner.services import workflow_api_environment
 from provisioner.settings import Settings
@@ -262,19 +260,24 @@ def test_the_cluster_roles_are_valid_documents_for_the_chart() -> None:
 
 
 def test_path_routing_puts_every_consumer_under_one_host() -> None:
-    config = KubernetesDeployerConfig(image="i", ingress_domain="workflows.example.org")
-    assert config.public_url(SPEC) == "https://workflows.example.org/consumers/alice-1a2b3c4d"
-    route = config.ingress(SPEC)
+    settings = KubernetesSettings(workflow_api_image="i", ingress_domain="workflows.example.org")
+    assert config.public_url(settings, SPEC) == (
+        "https://workflows.example.org/consumers/alice-1a2b3c4d"
+    )
+    route = config.ingress(settings, SPEC)
     assert (route.host, route.path_prefix) == (None, "/consumers/alice-1a2b3c4d")
-    assert config.namespace(SPEC) == "wf-alice-1a2b3c4d"
+    assert config.namespace(settings, SPEC) == "wf-alice-1a2b3c4d"
 
 
 def test_host_routing_gives_every_consumer_a_host() -> None:
-    config = KubernetesDeployerConfig(
-        image="i", ingress_domain="wf.example.org", routing="host", tls_secret="wildcard-tls"
+    settings = KubernetesSettings(
+        workflow_api_image="i",
+        ingress_domain="wf.example.org",
+        ingress_routing="host",
+        ingress_tls_secret="wildcard-tls",
     )
-    assert config.public_url(SPEC) == "https://alice-1a2b3c4d.wf.example.org"
-    route = config.ingress(SPEC)
+    assert config.public_url(settings, SPEC) == "https://alice-1a2b3c4d.wf.example.org"
+    route = config.ingress(settings, SPEC)
     assert (route.host, route.path_prefix, route.tls_secret) == (
         "alice-1a2b3c4d.wf.example.org",
         "/",
@@ -283,16 +286,19 @@ def test_host_routing_gives_every_consumer_a_host() -> None:
 
 
 def test_a_public_port_goes_into_the_public_url_but_not_the_route() -> None:
-    path = KubernetesDeployerConfig(
-        image="i", ingress_domain="localhost", scheme="http", public_port=30080
+    path = KubernetesSettings(
+        workflow_api_image="i", ingress_domain="localhost", public_scheme="http", public_port=30080
     )
-    assert path.public_url(SPEC) == "http://localhost:30080/consumers/alice-1a2b3c4d"
-    assert path.ingress(SPEC).path_prefix == "/consumers/alice-1a2b3c4d"
-    host = KubernetesDeployerConfig(
-        image="i", ingress_domain="wf.example.org", routing="host", public_port=8443
+    assert config.public_url(path, SPEC) == "http://localhost:30080/consumers/alice-1a2b3c4d"
+    assert config.ingress(path, SPEC).path_prefix == "/consumers/alice-1a2b3c4d"
+    host = KubernetesSettings(
+        workflow_api_image="i",
+        ingress_domain="wf.example.org",
+        ingress_routing="host",
+        public_port=8443,
     )
-    assert host.public_url(SPEC) == "https://alice-1a2b3c4d.wf.example.org:8443"
-    assert host.ingress(SPEC).host == "alice-1a2b3c4d.wf.example.org"
+    assert config.public_url(host, SPEC) == "https://alice-1a2b3c4d.wf.example.org:8443"
+    assert config.ingress(host, SPEC).host == "alice-1a2b3c4d.wf.example.org"
 
 
 # --- settings, checked at start-up ----------------------------------------------------------------
@@ -322,7 +328,7 @@ def test_complete_kubernetes_settings_are_accepted(tmp_path: Path) -> None:
 
 def test_the_public_port_setting_reaches_the_public_url(tmp_path: Path) -> None:
     settings = kubernetes_settings(tmp_path, kubernetes_public_port=30443)
-    assert config_from_settings(settings).public_url(SPEC) == (
+    assert config.public_url(resolved_settings(settings), SPEC) == (
         "https://workflows.example.org:30443/consumers/alice-1a2b3c4d"
     )
 
@@ -367,7 +373,7 @@ def test_the_egress_allow_list_reaches_every_workflow_api_and_its_network_policy
     policy = WorkflowApiSettings().egress_policy()  # type: ignore[call-arg]
     assert policy.allow_hosts == {"data.internal"}
     assert [str(network) for network in policy.allow_cidrs] == ["10.30.0.0/16"]
-    spec = config_from_settings(settings).deployment_spec(SPEC, env)
+    spec = config.deployment_spec(resolved_settings(settings), SPEC, env)
     assert spec.api_egress.allow_cidrs == ("10.30.0.0/16",)
     assert spec.api_egress.api_server_cidrs == ("10.0.0.1/32",)
     assert spec.api_egress.internet
@@ -407,4 +413,4 @@ def test_minio_isolation_needs_a_bucket_stem_that_makes_bucket_names(tmp_path: P
     }
     with pytest.raises(ValidationError, match="stem of each consumer's bucket"):
         kubernetes_settings(tmp_path, s3_bucket="Workflows_", **s3)
-    assert kubernetes_settings(tmp_path, s3_bucket="wf", **s3).s3_isolation == "minio"
+    assert kubernetes_settings(tmp_path, s3_bucket="wf", **s3).s3.isolation == "minio"

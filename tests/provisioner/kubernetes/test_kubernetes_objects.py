@@ -13,17 +13,15 @@ import pytest
 from kubernetes.utils import parse_quantity
 
 from provisioner.deployers.base import ConsumerSpec
-from provisioner.deployers.kubernetes import objects
-from provisioner.deployers.kubernetes.config import KubernetesDeployerConfig
+from provisioner.deployers.kubernetes import config, objects
 from provisioner.deployers.kubernetes.objects import (
-    ApiEgressSpec,
     ConsumerDeploymentSpec,
     IngressSpec,
-    QuotaSpec,
     Resources,
     consumer_namespace,
 )
 from provisioner.deployers.kubernetes.rbac import make_runner_cluster_role
+from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.slugs import consumer_slug
 from workflow_testkit.kubernetes.manifests import (
     DNS_1035_LABEL,
@@ -42,28 +40,39 @@ STANDARD_LABELS = {f"app.kubernetes.io/{key}" for key in ("name", "instance", "c
 ODD_ID = "did:web:Example.org:Alice"
 
 
+SETTINGS = {
+    "WORKFLOW_API_ASSETS_DIR": "/assets",
+    "WORKFLOW_API_JWKS_URL": "http://provisioner.workflow-provisioner.svc/.well-known/jwks.json",
+    "WORKFLOW_API_STORAGE": "s3",
+    "WORKFLOW_API_S3_SECRET_KEY": "not-a-real-secret-but-long-enough",
+}
+
+
 def make_spec(consumer_id: str = ODD_ID, **changes: Any) -> ConsumerDeploymentSpec:
+    """A spec; `changes` naming a `KubernetesSettings` field change the nested settings
+    (unvalidated, so the spec's own checks see them), the others the spec."""
     slug = consumer_slug(consumer_id)
+    kubernetes = KubernetesSettings(
+        workflow_api_image="registry.example.org/workflow-api:1.0.0",
+        provisioner_namespace="workflow-provisioner",
+        ingress_namespace="ingress-nginx",
+        storage_egress_cidrs=["10.20.0.0/16", "192.0.2.10/32"],
+        storage_port=9000,
+        quota_gpu=2,
+    )
+    nested = {
+        key: changes.pop(key) for key in list(changes) if key in KubernetesSettings.model_fields
+    }
     spec = ConsumerDeploymentSpec(
         consumer_id=consumer_id,
         slug=slug,
         namespace=consumer_namespace(slug),
-        image="registry.example.org/workflow-api:1.0.0",
         token_audience=f"workflow-api/{slug}",
         public_url=f"https://workflows.example.org/consumers/{slug}",
         ingress=IngressSpec(path_prefix=f"/consumers/{slug}", class_name="nginx"),
-        provisioner_namespace="workflow-provisioner",
-        ingress_namespace="ingress-nginx",
-        settings={
-            "WORKFLOW_API_ASSETS_DIR": "/assets",
-            "WORKFLOW_API_JWKS_URL": "http://provisioner.workflow-provisioner.svc/.well-known/jwks.json",
-            "WORKFLOW_API_STORAGE": "s3",
-            "WORKFLOW_API_S3_SECRET_KEY": "not-a-real-secret-but-long-enough",
-        },
+        kubernetes=kubernetes.model_copy(update=nested),
+        settings=SETTINGS,
         grants=("asset-b", "asset-a"),
-        storage_egress_cidrs=("10.20.0.0/16", "192.0.2.10/32"),
-        storage_port=9000,
-        quota=QuotaSpec(gpu=2),
     )
     return replace(spec, **changes)
 
@@ -74,14 +83,12 @@ HOST_INGRESS = IngressSpec(
 VARIANTS = {
     "path-routing-gpu": make_spec(),
     "host-routing-tls": make_spec(ingress=HOST_INGRESS),
-    "no-gpu-no-storage-egress": make_spec(quota=QuotaSpec(), storage_egress_cidrs=()),
+    "no-gpu-no-storage-egress": make_spec(quota_gpu=0, storage_egress_cidrs=[]),
     "plain-id": make_spec("consumer-a", grants=()),
     "api-egress-to-the-internet": make_spec(
-        api_egress=ApiEgressSpec(
-            api_server_cidrs=("10.0.0.1/32", "fd00::1/128"),
-            allow_cidrs=("10.30.0.0/16",),
-            internet=True,
-        )
+        api_server_cidrs=["10.0.0.1/32", "fd00::1/128"],
+        settings={**SETTINGS, "WORKFLOW_API_EGRESS_ALLOW_CIDRS": '["10.30.0.0/16"]'},
+        api_internet_egress=True,
     ),
 }
 
@@ -389,11 +396,13 @@ def test_job_pods_reach_only_dns_and_storage() -> None:
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}
     ]
     assert {(port["protocol"], port["port"]) for port in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
-    assert [peer["ipBlock"]["cidr"] for peer in storage["to"]] == list(spec.storage_egress_cidrs)
+    assert [peer["ipBlock"]["cidr"] for peer in storage["to"]] == list(
+        spec.kubernetes.storage_egress_cidrs
+    )
     for peer in storage["to"]:
         ipaddress.ip_network(peer["ipBlock"]["cidr"])
     assert storage["ports"] == [{"port": 9000, "protocol": "TCP"}]
-    without_storage = make_spec(storage_egress_cidrs=())
+    without_storage = make_spec(storage_egress_cidrs=[])
     (only_dns,) = one(without_storage, "NetworkPolicy", "job-egress")["spec"]["egress"]
     assert only_dns == dns
 
@@ -405,7 +414,9 @@ def test_the_api_pod_reaches_dns_storage_and_the_provisioner_by_default() -> Non
     assert policy["policyTypes"] == ["Egress"]
     dns, storage, provisioner = policy["egress"]
     assert dns == one(spec, "NetworkPolicy", "job-egress")["spec"]["egress"][0]
-    assert [peer["ipBlock"]["cidr"] for peer in storage["to"]] == list(spec.storage_egress_cidrs)
+    assert [peer["ipBlock"]["cidr"] for peer in storage["to"]] == list(
+        spec.kubernetes.storage_egress_cidrs
+    )
     assert storage["ports"] == [{"port": 9000, "protocol": "TCP"}]
     assert provisioner["to"] == [
         {
@@ -454,15 +465,21 @@ def test_the_api_pod_reaches_the_api_server_allow_listed_networks_and_public_add
 
 
 def test_the_egress_allow_list_of_the_workflow_api_opens_its_network_policy() -> None:
-    config = KubernetesDeployerConfig(image="api:1", ingress_domain="workflows.example.org")
+    kubernetes = KubernetesSettings(
+        workflow_api_image="api:1", ingress_domain="workflows.example.org"
+    )
     consumer = ConsumerSpec("consumer-a", "consumer-a-00000000", "workflow-api/consumer-a")
     settings = {"WORKFLOW_API_EGRESS_ALLOW_CIDRS": '["10.30.0.0/16"]'}
-    spec = config.deployment_spec(consumer, settings)
+    spec = config.deployment_spec(kubernetes, consumer, settings)
     assert spec.api_egress.allow_cidrs == ("10.30.0.0/16",)
     with pytest.raises(ValueError, match="JSON list"):
-        config.deployment_spec(consumer, {"WORKFLOW_API_EGRESS_ALLOW_CIDRS": "10.30.0.0/16"})
+        config.deployment_spec(
+            kubernetes, consumer, {"WORKFLOW_API_EGRESS_ALLOW_CIDRS": "10.30.0.0/16"}
+        )
     with pytest.raises(ValueError, match="does not appear to be"):
-        config.deployment_spec(consumer, {"WORKFLOW_API_EGRESS_ALLOW_CIDRS": '["10.0.0.0/33"]'})
+        config.deployment_spec(
+            kubernetes, consumer, {"WORKFLOW_API_EGRESS_ALLOW_CIDRS": '["10.0.0.0/33"]'}
+        )
 
 
 # --- ingress, quota ------------------------------------------------------------------------------
@@ -500,7 +517,7 @@ def test_ingress_annotations_are_passed_through() -> None:
 
 @pytest.mark.parametrize(("gpu", "expected"), [(0, "0"), (2, "2")])
 def test_quota_always_bounds_gpus(gpu: int, expected: str) -> None:
-    hard = one(make_spec(quota=QuotaSpec(gpu=gpu)), "ResourceQuota")["spec"]["hard"]
+    hard = one(make_spec(quota_gpu=gpu), "ResourceQuota")["spec"]["hard"]
     assert hard == {
         "requests.cpu": "4",
         "limits.cpu": "4",
@@ -516,7 +533,7 @@ def test_limit_range_gives_containers_defaults_within_the_quota() -> None:
     defaults = Resources(
         cpu_request="50m", memory_request="64Mi", cpu_limit="250m", memory_limit="256Mi"
     )
-    spec = make_spec(quota=QuotaSpec(container_defaults=defaults))
+    spec = make_spec(container_defaults=defaults)
     (item,) = one(spec, "LimitRange")["spec"]["limits"]
     assert item == {
         "type": "Container",
@@ -563,11 +580,11 @@ def test_same_spec_gives_identical_output() -> None:
         ({"namespace": "Not_A_Label"}, "DNS label"),
         ({"storage_egress_cidrs": ("10.0.0.0/33",)}, "does not appear to be"),
         ({"storage_port": 0}, "storage_port"),
-        ({"api_egress": ApiEgressSpec(api_server_cidrs=("nope",))}, "does not appear to be"),
-        ({"api_egress": ApiEgressSpec(internet_ports=(0,))}, "1..65535"),
-        ({"api_resources": Resources(cpu_limit="8")}, "quota"),
-        ({"api_resources": Resources(memory_request="2Gi")}, "fit the limits"),
-        ({"quota": QuotaSpec(max_pods=1)}, "max_pods"),
+        ({"api_server_cidrs": ["nope"]}, "does not appear to be"),
+        ({"internet_ports": (0,)}, "1..65535"),
+        ({"api_cpu_limit": "8"}, "quota"),
+        ({"api_memory_request": "2Gi"}, "fit the limits"),
+        ({"quota_max_pods": 1}, "max_pods"),
         ({"data_volume_size": "12XB"}, "Invalid number"),
     ],
 )

@@ -40,14 +40,15 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
+from provisioner.deployers.kubernetes import config
 from provisioner.deployers.kubernetes.api import KubernetesApi
-from provisioner.deployers.kubernetes.config import KubernetesDeployerConfig
 from provisioner.deployers.kubernetes.objects import (
     API_NAME,
     CONSUMER_ID_ANNOTATION,
     internal_url,
     make_consumer_objects,
 )
+from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.deployers.kubernetes.status import describe_failure, rollout_complete
 from provisioner.storage.consumer import ConsumerStorage, NoConsumerStorage
 from workflow_common.kubernetes import KubernetesApiError
@@ -131,21 +132,21 @@ class KubernetesDeployer:
         self,
         *,
         api: KubernetesApi,
-        config: KubernetesDeployerConfig,
+        settings: KubernetesSettings,
         workflow_api_env: Mapping[str, str],
         storage: ConsumerStorage | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._api = api
-        self._config = config
-        self._settings = dict(workflow_api_env)
+        self._kubernetes = settings
+        self._env = dict(workflow_api_env)
         self._storage = storage or NoConsumerStorage()
         self._clock = clock
         # namespace -> (monotonic start of its removal, last check): removals under way
         self._removals: dict[str, tuple[float, float]] = {}
-        shared = [repr(config), sorted(self._settings.items()), type(self._storage).__name__]
+        shared = [repr(settings), sorted(self._env.items()), type(self._storage).__name__]
         self._shared_inputs = json.dumps(shared, default=str)
-        config.deployment_spec(ConsumerSpec("check", "check", "check"), self._settings)
+        config.deployment_spec(settings, ConsumerSpec("check", "check", "check"), self._env)
 
     def prepare(self) -> None:
         return None
@@ -157,13 +158,13 @@ class KubernetesDeployer:
 
     def deploy(self, spec: ConsumerSpec, detail: dict[str, Any]) -> DeploymentStatus:
         record = _Record.from_detail(detail)
-        namespace = self._config.namespace(spec)
+        namespace = config.namespace(self._kubernetes, spec)
         now = self._clock()
         inputs = self._inputs(spec)
         asked_recently = now - (record.checked_at or 0.0) < STATUS_POLL_SECONDS
         if record.waiting_since is not None and asked_recently:  # it asks every 50 ms
             return self._starting(record, "waiting for the workflow-api to become available")
-        resync_due = now - (record.synced_at or 0.0) >= self._config.resync_seconds
+        resync_due = now - (record.synced_at or 0.0) >= self._kubernetes.resync_seconds
         full_pass = record.synced_at is None or record.inputs != inputs or resync_due
         record = replace(record, checked_at=now)
         try:
@@ -178,9 +179,15 @@ class KubernetesDeployer:
         if deployment is not None and rollout_complete(deployment):
             if record.waiting_since is not None or not record.was_ready:
                 log.info("consumer %s: workflow-api ready in %s", spec.consumer_id, namespace)
-            endpoint = internal_url(namespace) if self._config.reach == "service" else None
+            endpoint = (
+                internal_url(namespace)
+                if self._kubernetes.reach_workflow_api == "service"
+                else None
+            )
             ready = replace(record, waiting_since=None, was_ready=True, admin_endpoint=endpoint)
-            return DeploymentStatus("ready", self._config.public_url(spec), ready.to_detail())
+            return DeploymentStatus(
+                "ready", config.public_url(self._kubernetes, spec), ready.to_detail()
+            )
         if deployment is None:
             record = replace(record, synced_at=None)  # deleted behind our back: a full pass next
         return self._not_available(spec, record, deployment, now)
@@ -192,7 +199,7 @@ class KubernetesDeployer:
 
     def removal_step(self, spec: ConsumerSpec, detail: dict[str, Any]) -> str | None:
         """See the module docstring."""
-        namespace = self._config.namespace(spec)
+        namespace = config.namespace(self._kubernetes, spec)
         now = time.monotonic()
         started, checked = self._removals.get(namespace, (now, 0.0))
         waiting = f"waiting for namespace {namespace} to be deleted"
@@ -207,7 +214,7 @@ class KubernetesDeployer:
             if live.metadata.deletion_timestamp is None:
                 self._api.delete("Namespace", namespace)
                 log.info("consumer %s: deleting namespace %s", spec.consumer_id, namespace)
-            if now - started >= self._config.removal_timeout_seconds:
+            if now - started >= self._kubernetes.removal_timeout_seconds:
                 del self._removals[namespace]
                 raise RemovalTimeoutError(self._still_there(namespace, live))
             self._removals[namespace] = (started, now)
@@ -234,9 +241,11 @@ class KubernetesDeployer:
             )
         if live is not None and live.metadata.deletion_timestamp is not None:
             return f"waiting for the earlier namespace {namespace} to be deleted"
-        settings = {**self._settings, **self._storage.ensure(spec)}
+        env = {**self._env, **self._storage.ensure(spec)}
         changed = []
-        objects: list[Any] = make_consumer_objects(self._config.deployment_spec(spec, settings))
+        objects: list[Any] = make_consumer_objects(
+            config.deployment_spec(self._kubernetes, spec, env)
+        )
         for desired in objects:
             if self._api.ensure(desired) in {"created", "updated"}:
                 changed.append(f"{desired.kind}/{desired.metadata.name}")
@@ -258,10 +267,10 @@ class KubernetesDeployer:
         since = record.waiting_since if record.waiting_since is not None else now
         if record.waiting_since is None and record.was_ready:
             log.warning("consumer %s: workflow-api no longer available", spec.consumer_id)
-        timeout = self._config.readiness_timeout_seconds
+        timeout = self._kubernetes.readiness_timeout_seconds
         if now - since <= timeout:
             return self._starting(replace(record, waiting_since=since), waiting)
-        objects = self._config.deployment_spec(spec, self._settings)
+        objects = config.deployment_spec(self._kubernetes, spec, self._env)
         namespace = objects.namespace
         try:
             pods = self._api.list_pods(namespace, objects.selector_labels())
@@ -286,7 +295,7 @@ class KubernetesDeployer:
             return self._fail(spec, record, message)
         log.warning("consumer %s: %s", spec.consumer_id, message)
         if record.was_ready and record.waiting_since is None:
-            endpoint = self._config.public_url(spec)
+            endpoint = config.public_url(self._kubernetes, spec)
             return DeploymentStatus("ready", endpoint, record.to_detail(), message)
         return self._not_available(spec, record, None, now, message)
 
@@ -296,7 +305,7 @@ class KubernetesDeployer:
             kept = replace(record, waiting_since=None).to_detail()
             return DeploymentStatus("failed", None, kept, message)
         try:  # a first deploy that failed leaves nothing behind
-            namespace = self._config.namespace(spec)
+            namespace = config.namespace(self._kubernetes, spec)
             live = self._api.read("Namespace", namespace)
             if live is not None and _ours(live, spec):
                 self._api.delete("Namespace", namespace)
@@ -311,5 +320,5 @@ class KubernetesDeployer:
         why = "; ".join(f"{c.type}: {c.message}" for c in conditions if c.status == "True")
         return (
             f"namespace {namespace} still exists after"
-            f" {self._config.removal_timeout_seconds:g} s{': ' + why if why else ''}"
+            f" {self._kubernetes.removal_timeout_seconds:g} s{': ' + why if why else ''}"
         )

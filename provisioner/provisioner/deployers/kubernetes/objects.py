@@ -6,6 +6,10 @@ the namespace collects everything. `make_consumer_objects` lists the objects in 
 namespace, then what admission needs before the first pod (quota, limit range, network policies),
 then the accounts and their binding, configuration, storage, the workload and its route.
 
+The spec, `ConsumerDeploymentSpec`, is the consumer's part next to the deployer's nested settings
+model itself (`KubernetesSettings`): the builders read the settings' fields directly, or through
+the spec's small views (`quota`, `api_resources`, `api_egress`), so no setting is copied here.
+
 Longer than our ~300 lines on purpose: the spec and the builders of one consumer's dozen objects
 are read together (names, labels and ports refer to each other across them), and all of it is
 pure data with no I/O.
@@ -23,6 +27,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.utils import parse_quantity
 
+from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.slugs import DNS_LABEL, prefixed_label
 from workflow_contracts.kubernetes_names import (
     JOB_LABEL_KEY,
@@ -31,7 +36,12 @@ from workflow_contracts.kubernetes_names import (
 )
 
 # What the job runner puts on its job pods and runs them as: one definition for both sides.
-from workflow_contracts.workflow_api_env import PER_CONSUMER_NAMES, PREFIX, ConsumerIdentity
+from workflow_contracts.workflow_api_env import (
+    EGRESS_ALLOW_CIDRS,
+    PER_CONSUMER_NAMES,
+    PREFIX,
+    ConsumerIdentity,
+)
 
 API_NAME = "workflow-api"  # Deployment, Service, ServiceAccount, RoleBinding, Ingress
 CONFIG_SECRET_NAME = "workflow-api-config"  # noqa: S105 - a name, not a secret
@@ -47,6 +57,7 @@ CONSUMER_ID_ANNOTATION = "workflow.middle-layer/consumer-id"
 GRANTS_ANNOTATION = "workflow.middle-layer/grants"
 CONFIG_HASH_ANNOTATION = "workflow.middle-layer/config-hash"  # a changed Secret rolls the pod
 SELECTOR_KEYS = ("name", "instance", "component")  # of the app.kubernetes.io/* labels
+DEFAULT_STORAGE_PORT = 443  # when neither the setting nor the S3 endpoint names one
 
 # Least privilege for the workflow-api's job runner, in its own namespace only: the rules of the
 # ClusterRole `RUNNER_CLUSTER_ROLE` (installed with the provisioner, see kubernetes_rbac), which
@@ -72,22 +83,27 @@ ROLE_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 class Resources:
     """Requests and limits of one container (Kubernetes quantities)."""
 
-    cpu_request: str = "100m"
-    memory_request: str = "256Mi"
-    cpu_limit: str = "1"
-    memory_limit: str = "1Gi"
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+
+
+# What the LimitRange gives containers that declare no resources.
+CONTAINER_DEFAULTS = Resources(
+    cpu_request="100m", memory_request="256Mi", cpu_limit="500m", memory_limit="512Mi"
+)
 
 
 @dataclass(frozen=True)
 class QuotaSpec:
-    """The namespace's ResourceQuota; `container_defaults` go to its LimitRange."""
+    """The namespace's ResourceQuota (`PROVISIONER_KUBERNETES_QUOTA_*`)."""
 
-    cpu: str = "4"  # caps both the sum of requests and the sum of limits
-    memory: str = "8Gi"
-    gpu: int = 0  # requests.nvidia.com/gpu; 0 forbids GPUs
-    max_jobs: int = 20  # count/jobs.batch: finished Jobs count until they are deleted
-    max_pods: int = 20  # the workflow-api's pod included
-    container_defaults: Resources = Resources(cpu_limit="500m", memory_limit="512Mi")
+    cpu: str  # caps both the sum of requests and the sum of limits
+    memory: str
+    gpu: int  # requests.nvidia.com/gpu; 0 forbids GPUs
+    max_jobs: int  # count/jobs.batch: finished Jobs count until they are deleted
+    max_pods: int  # the workflow-api's pod included
 
 
 @dataclass(frozen=True)
@@ -139,12 +155,12 @@ class ApiEgressSpec:
     allow-listed for egress, and with `internet` any public address on `internet_ports` (env-file
     hrefs, subscriber callbacks, and http(s) inputs of the local runner)."""
 
-    provisioner_port: int = 8000  # the provisioner pod's port (NetworkPolicy sees pod ports)
-    api_server_cidrs: tuple[str, ...] = ()
-    api_server_port: int = 6443
-    allow_cidrs: tuple[str, ...] = ()  # WORKFLOW_API_EGRESS_ALLOW_CIDRS, any port
-    internet: bool = False
-    internet_ports: tuple[int, ...] = (80, 443)
+    provisioner_port: int  # the provisioner pod's port (NetworkPolicy sees pod ports)
+    api_server_cidrs: tuple[str, ...]
+    api_server_port: int
+    allow_cidrs: tuple[str, ...]  # WORKFLOW_API_EGRESS_ALLOW_CIDRS, any port
+    internet: bool
+    internet_ports: tuple[int, ...]
 
     def check(self) -> None:
         for cidr in (*self.api_server_cidrs, *self.allow_cidrs):
@@ -156,48 +172,93 @@ class ApiEgressSpec:
 
 @dataclass(frozen=True)
 class ConsumerDeploymentSpec:
+    """One consumer's part (ids, route, its workflow-api's settings) and the deployer's nested
+    settings themselves (`kubernetes`), read by the builders directly or through the small views
+    below (`quota`, `api_resources`, `api_egress`), never copied."""
+
     consumer_id: str
     slug: str  # provisioner.slugs.consumer_slug(consumer_id)
     namespace: str  # consumer_namespace(slug)
-    image: str  # the workflow-api image
     token_audience: str
     public_url: str
     ingress: IngressSpec
-    provisioner_namespace: str
-    ingress_namespace: str
+    kubernetes: KubernetesSettings  # image, namespaces, quota, resources, egress, volume, role
     settings: Mapping[str, str] = field(default_factory=dict)  # WORKFLOW_API_*, all in the Secret
     grants: tuple[str, ...] = ()  # asset ids, for the namespace annotation
-    storage_egress_cidrs: tuple[str, ...] = ()  # what job pods may reach, besides DNS
-    storage_port: int = 443
-    api_egress: ApiEgressSpec = ApiEgressSpec()
-    quota: QuotaSpec = QuotaSpec()
-    api_resources: Resources = Resources()
-    data_volume_size: str = "10Gi"
-    data_storage_class: str | None = None  # None: the cluster's default class
-    runner_cluster_role: str = RUNNER_CLUSTER_ROLE  # what the workflow-api's RoleBinding grants
+    container_defaults: Resources = CONTAINER_DEFAULTS  # the LimitRange's
+    internet_ports: tuple[int, ...] = (80, 443)  # with api_internet_egress
 
     def __post_init__(self) -> None:
-        for name in (self.slug, self.namespace, self.provisioner_namespace, self.ingress_namespace):
+        if not self.kubernetes.workflow_api_image:
+            raise ValueError("the Kubernetes deployer needs a workflow-api image")
+        k = self.kubernetes
+        for name in (self.slug, self.namespace, k.provisioner_namespace, k.ingress_namespace):
             if not DNS_LABEL.fullmatch(name):
                 raise ValueError(f"{name!r} is not a DNS label")
-        refused = [k for k in self.settings if k in PER_CONSUMER_NAMES or not k.startswith(PREFIX)]
+        refused = [
+            key for key in self.settings if key in PER_CONSUMER_NAMES or not key.startswith(PREFIX)
+        ]
         if refused:
             raise ValueError(f"settings may not contain {sorted(refused)}")
         if not self.ingress.path_prefix.startswith("/") or not 0 < self.storage_port < 65536:
             raise ValueError("ingress.path_prefix must start with '/', storage_port be a port")
-        for cidr in self.storage_egress_cidrs:
+        for cidr in k.storage_egress_cidrs:
             ipaddress.ip_network(cidr)  # ValueError when malformed
         self.api_egress.check()
-        api, quota, defaults = self.api_resources, self.quota, self.quota.container_defaults
+        api, quota, defaults = self.api_resources, self.quota, self.container_defaults
         pairs = [(api.cpu_limit, quota.cpu), (api.memory_limit, quota.memory)]
         for resources in (api, defaults):
             pairs += [(resources.cpu_request, resources.cpu_limit)]
             pairs += [(resources.memory_request, resources.memory_limit)]
         if any(parse_quantity(small) > parse_quantity(large) for small, large in pairs):
             raise ValueError("requests must fit the limits, the workflow-api's limits the quota")
-        parse_quantity(self.data_volume_size)
+        parse_quantity(k.data_volume_size)
         if quota.gpu < 0 or quota.max_jobs < 1 or quota.max_pods < 2:
             raise ValueError("quota: gpu >= 0, max_jobs >= 1, max_pods >= 2 (API + a job)")
+
+    @property
+    def image(self) -> str:
+        """The workflow-api image (`__post_init__` made sure there is one)."""
+        return self.kubernetes.workflow_api_image or ""
+
+    @property
+    def storage_port(self) -> int:
+        """What job pods reach the storage endpoints on: the setting, else 443."""
+        port = self.kubernetes.storage_port
+        return DEFAULT_STORAGE_PORT if port is None else port
+
+    @property
+    def quota(self) -> QuotaSpec:
+        k = self.kubernetes
+        return QuotaSpec(
+            cpu=k.quota_cpu,
+            memory=k.quota_memory,
+            gpu=k.quota_gpu,
+            max_jobs=k.quota_max_jobs,
+            max_pods=k.quota_max_pods,
+        )
+
+    @property
+    def api_resources(self) -> Resources:
+        k = self.kubernetes
+        return Resources(
+            cpu_request=k.api_cpu_request,
+            memory_request=k.api_memory_request,
+            cpu_limit=k.api_cpu_limit,
+            memory_limit=k.api_memory_limit,
+        )
+
+    @property
+    def api_egress(self) -> ApiEgressSpec:
+        k = self.kubernetes
+        return ApiEgressSpec(
+            provisioner_port=k.provisioner_port,
+            api_server_cidrs=tuple(k.api_server_cidrs),
+            api_server_port=k.api_server_port,
+            allow_cidrs=egress_allow_cidrs(self.settings),
+            internet=k.api_internet_egress,
+            internet_ports=self.internet_ports,
+        )
 
     def labels(self, component: str = "api") -> dict[str, str]:
         return {
@@ -225,6 +286,21 @@ class ConsumerDeploymentSpec:
 
     def internal_url(self) -> str:
         return internal_url(self.namespace)
+
+
+def egress_allow_cidrs(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The networks the workflow-api's egress policy allows (`WORKFLOW_API_EGRESS_ALLOW_CIDRS`,
+    JSON as pydantic-settings reads it), so its NetworkPolicy opens exactly those."""
+    text = env.get(EGRESS_ALLOW_CIDRS)
+    if not text:
+        return ()
+    try:
+        cidrs = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{EGRESS_ALLOW_CIDRS} is not a JSON list: {error}") from error
+    if not isinstance(cidrs, list) or not all(isinstance(cidr, str) for cidr in cidrs):
+        raise ValueError(f"{EGRESS_ALLOW_CIDRS} must be a JSON list of strings")
+    return tuple(cidrs)
 
 
 def internal_url(namespace: str) -> str:
@@ -297,7 +373,9 @@ def make_role_binding(spec: ConsumerDeploymentSpec) -> client.V1RoleBinding:
     to hold every rule itself, or `escalate` (see kubernetes_rbac)."""
     group = "rbac.authorization.k8s.io"
     subject = client.RbacV1Subject(kind="ServiceAccount", name=API_NAME, namespace=spec.namespace)
-    role = client.V1RoleRef(api_group=group, kind="ClusterRole", name=spec.runner_cluster_role)
+    role = client.V1RoleRef(
+        api_group=group, kind="ClusterRole", name=spec.kubernetes.runner_cluster_role
+    )
     return _object(
         client.V1RoleBinding, f"{group}/v1", spec, API_NAME, role_ref=role, subjects=[subject]
     )
@@ -313,8 +391,10 @@ def make_data_volume_claim(spec: ConsumerDeploymentSpec) -> client.V1PersistentV
     """The workflow-api's data directory: its SQLite job database must survive pod restarts."""
     claim = client.V1PersistentVolumeClaimSpec(
         access_modes=["ReadWriteOnce"],
-        resources=client.V1VolumeResourceRequirements(requests={"storage": spec.data_volume_size}),
-        storage_class_name=spec.data_storage_class,
+        resources=client.V1VolumeResourceRequirements(
+            requests={"storage": spec.kubernetes.data_volume_size}
+        ),
+        storage_class_name=spec.kubernetes.data_storage_class,  # None: the cluster's default
     )
     return _object(client.V1PersistentVolumeClaim, "v1", spec, DATA_CLAIM_NAME, spec=claim)
 
@@ -446,7 +526,8 @@ def _api_egress(
     rules = [
         *base,
         client.V1NetworkPolicyEgressRule(
-            to=[_namespace_peer(spec.provisioner_namespace)], ports=_tcp(egress.provisioner_port)
+            to=[_namespace_peer(spec.kubernetes.provisioner_namespace)],
+            ports=_tcp(egress.provisioner_port),
         ),
     ]
     if egress.api_server_cidrs:
@@ -482,7 +563,10 @@ def make_network_policies(spec: ConsumerDeploymentSpec) -> list[client.V1Network
     deny_ingress = client.V1NetworkPolicySpec(
         pod_selector=client.V1LabelSelector(), policy_types=["Ingress"]
     )
-    callers = [_namespace_peer(spec.ingress_namespace), _namespace_peer(spec.provisioner_namespace)]
+    callers = [
+        _namespace_peer(spec.kubernetes.ingress_namespace),
+        _namespace_peer(spec.kubernetes.provisioner_namespace),
+    ]
     api_port = client.V1NetworkPolicyPort(protocol="TCP", port=API_PORT)
     api_ingress = client.V1NetworkPolicySpec(
         pod_selector=client.V1LabelSelector(match_labels=spec.selector_labels()),
@@ -493,8 +577,8 @@ def make_network_policies(spec: ConsumerDeploymentSpec) -> list[client.V1Network
     egress = [
         client.V1NetworkPolicyEgressRule(to=[_namespace_peer("kube-system")], ports=dns_ports)
     ]
-    if spec.storage_egress_cidrs:
-        blocks = [client.V1IPBlock(cidr=cidr) for cidr in spec.storage_egress_cidrs]
+    if spec.kubernetes.storage_egress_cidrs:
+        blocks = [client.V1IPBlock(cidr=cidr) for cidr in spec.kubernetes.storage_egress_cidrs]
         storage_port = client.V1NetworkPolicyPort(protocol="TCP", port=spec.storage_port)
         egress.append(
             client.V1NetworkPolicyEgressRule(
@@ -543,7 +627,7 @@ def make_resource_quota(spec: ConsumerDeploymentSpec) -> client.V1ResourceQuota:
 
 def make_limit_range(spec: ConsumerDeploymentSpec) -> client.V1LimitRange:
     """Defaults for containers that declare no resources, so the quota admits and counts them."""
-    defaults = _requirements(spec.quota.container_defaults)
+    defaults = _requirements(spec.container_defaults)
     item = client.V1LimitRangeItem(
         type="Container", default=defaults.limits, default_request=defaults.requests
     )

@@ -1,10 +1,11 @@
 """From the provisioner's settings to the Kubernetes deployer: the one place that reads the
 nested `settings.kubernetes` (`KubernetesSettings`), checks them at start-up (`check_settings`,
-called by the Settings model) and builds the client and the deployer.
+called by the Settings model) and builds the client and the deployer, which gets the nested
+settings model itself (`resolved_settings`).
 
 It takes the provisioner's settings as `DeployerSettings`, the few fields it reads (the nested
-Kubernetes settings and where storage is), so it never imports the settings module, which
-imports it (lazily) for the check."""
+Kubernetes and S3 settings), so it never imports the settings module, which imports it (lazily)
+for the check."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ from urllib.parse import urlsplit
 
 from provisioner.deployers.base import ConsumerSpec
 from provisioner.deployers.kubernetes.api import KubernetesApi
-from provisioner.deployers.kubernetes.config import KubernetesDeployerConfig
+from provisioner.deployers.kubernetes.config import deployment_spec
 from provisioner.deployers.kubernetes.deployer import KubernetesDeployer
-from provisioner.deployers.kubernetes.objects import ApiEgressSpec, QuotaSpec, Resources
 from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.storage.consumer import ConsumerStorage
+from provisioner.storage.settings import S3Settings
 from workflow_common.kubernetes import connect
 from workflow_contracts.workflow_api_env import SharedSettings
 
@@ -31,9 +32,7 @@ class DeployerSettings(Protocol):
     @property
     def kubernetes(self) -> KubernetesSettings: ...
     @property
-    def s3_endpoint(self) -> str | None: ...
-    @property
-    def s3_secure(self) -> bool: ...
+    def s3(self) -> S3Settings: ...
 
 
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -60,60 +59,21 @@ def kubernetes_workflow_api_env(
 
 
 def _storage_port(settings: DeployerSettings) -> int:
-    if settings.kubernetes.storage_port is not None:
-        return settings.kubernetes.storage_port
-    endpoint = settings.s3_endpoint or ""
+    """The S3 endpoint's port: the one it names, else 443 (80 for plain HTTP)."""
+    endpoint = settings.s3.endpoint or ""
     parts = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}")
     if parts.port:
         return parts.port
-    return 443 if settings.s3_secure and not endpoint.startswith("http://") else 80
+    return 443 if settings.s3.secure and not endpoint.startswith("http://") else 80
 
 
-def config_from_settings(settings: DeployerSettings) -> KubernetesDeployerConfig:
+def resolved_settings(settings: DeployerSettings) -> KubernetesSettings:
+    """The nested Kubernetes settings as the deployer uses them: the storage port, when unset,
+    taken from the S3 endpoint. Handed to the deployer as they are: no copy."""
     k = settings.kubernetes
-    assert k.workflow_api_image and k.ingress_domain
-    return KubernetesDeployerConfig(
-        image=k.workflow_api_image,
-        ingress_domain=k.ingress_domain,
-        namespace_prefix=k.namespace_prefix,
-        provisioner_namespace=k.provisioner_namespace,
-        runner_cluster_role=k.runner_cluster_role,
-        routing=k.ingress_routing,
-        path_prefix=k.ingress_path_prefix,
-        ingress_namespace=k.ingress_namespace,
-        ingress_class=k.ingress_class,
-        tls_secret=k.ingress_tls_secret,
-        ingress_annotations=dict(k.ingress_annotations),
-        scheme=k.public_scheme,
-        public_port=k.public_port,
-        reach=k.reach_workflow_api,
-        quota=QuotaSpec(
-            cpu=k.quota_cpu,
-            memory=k.quota_memory,
-            gpu=k.quota_gpu,
-            max_jobs=k.quota_max_jobs,
-            max_pods=k.quota_max_pods,
-        ),
-        api_resources=Resources(
-            cpu_request=k.api_cpu_request,
-            memory_request=k.api_memory_request,
-            cpu_limit=k.api_cpu_limit,
-            memory_limit=k.api_memory_limit,
-        ),
-        data_volume_size=k.data_volume_size,
-        data_storage_class=k.data_storage_class,
-        storage_egress_cidrs=tuple(k.storage_egress_cidrs),
-        storage_port=_storage_port(settings),
-        api_egress=ApiEgressSpec(
-            provisioner_port=k.provisioner_port,
-            api_server_cidrs=tuple(k.api_server_cidrs),
-            api_server_port=k.api_server_port,
-            internet=k.api_internet_egress,
-        ),
-        readiness_timeout_seconds=k.readiness_timeout_seconds,
-        removal_timeout_seconds=k.removal_timeout_seconds,
-        resync_seconds=k.resync_seconds,
-    )
+    if k.storage_port is not None:
+        return k
+    return k.model_copy(update={"storage_port": _storage_port(settings)})
 
 
 def check_settings(settings: DeployerSettings) -> None:
@@ -140,8 +100,8 @@ def check_settings(settings: DeployerSettings) -> None:
         raise ValueError("PROVISIONER_KUBERNETES_INGRESS_PATH_PREFIX must start with '/'")
     sample = ConsumerSpec("check", "check-00000000", "workflow-api/check-00000000")
     try:
-        config_from_settings(settings).deployment_spec(
-            sample, kubernetes_workflow_api_env(settings, {})
+        deployment_spec(
+            resolved_settings(settings), sample, kubernetes_workflow_api_env(settings, {})
         )
     except ValueError as error:
         raise ValueError(f"PROVISIONER_KUBERNETES_* settings: {error}") from error
@@ -154,7 +114,7 @@ def make_kubernetes_deployer(
     api_client = connect(str(kubeconfig) if kubeconfig else None, settings.kubernetes.context)
     return KubernetesDeployer(
         api=KubernetesApi(api_client, timeout_seconds=settings.kubernetes.request_timeout_seconds),
-        config=config_from_settings(settings),
+        settings=resolved_settings(settings),
         workflow_api_env=kubernetes_workflow_api_env(settings, common_env),
         storage=storage,
     )
