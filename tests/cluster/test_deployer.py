@@ -25,12 +25,9 @@ from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
 from provisioner.deployers.kubernetes import config
 from provisioner.deployers.kubernetes.api import APPLIED_HASH_ANNOTATION, KubernetesApi
 from provisioner.deployers.kubernetes.deployer import KubernetesDeployer
-from provisioner.deployers.kubernetes.objects import (
-    CONFIG_HASH_ANNOTATION,
-    GRANTS_ANNOTATION,
-    make_consumer_objects,
-)
+from provisioner.deployers.kubernetes.objects import make_consumer_objects
 from provisioner.deployers.kubernetes.settings import KubernetesSettings
+from provisioner.deployers.kubernetes.spec import CONFIG_HASH_ANNOTATION, GRANTS_ANNOTATION
 from provisioner.slugs import consumer_slug
 from workflow_testkit.kubernetes.cluster import ClusterHandle
 from workflow_testkit.kubernetes.stage import (

@@ -63,7 +63,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from provisioner.deployers.kubernetes.objects import (
+from provisioner.deployers.kubernetes.spec import (
     API_NAME,
     GRANTS_ANNOTATION,
     QUOTA_NAME,

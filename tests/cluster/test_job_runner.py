@@ -29,14 +29,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from provisioner.deployers.kubernetes.objects import (
-    ConsumerDeploymentSpec,
-    IngressSpec,
     make_job_service_account,
     make_role_binding,
     make_service_account,
 )
 from provisioner.deployers.kubernetes.rbac import make_runner_cluster_role
 from provisioner.deployers.kubernetes.settings import KubernetesSettings
+from provisioner.deployers.kubernetes.spec import ConsumerDeploymentSpec, IngressSpec
 from provisioner.signing_keys import SigningKey
 from workflow_api.app import create_app
 from workflow_api.execution.kubernetes.objects import job_name, job_selector

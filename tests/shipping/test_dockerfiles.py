@@ -16,7 +16,7 @@ import yaml
 from dockerfile_lint.dockerignore import DockerIgnore
 from dockerfile_lint.parser import parse
 from dockerfile_lint.rules import DOCKERFILES, REPOSITORY, SERVERS, check
-from provisioner.deployers.kubernetes import objects as kubernetes_objects
+from provisioner.deployers.kubernetes import spec as kubernetes_spec
 from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.settings import Settings as ProvisionerSettings
 from workflow_api.settings import Settings as WorkflowApiSettings
@@ -144,7 +144,7 @@ def test_server_listens_on_all_interfaces_at_the_exposed_port_and_checks_it(imag
 
 
 def test_workflow_api_image_matches_what_the_kubernetes_deployer_runs() -> None:
-    objects = kubernetes_objects
+    objects = kubernetes_spec
     dockerfile = parse(DOCKERFILES["workflow-api"])
     assert dockerfile.command == [
         "workflow-api",

@@ -21,11 +21,11 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from provisioner.deployers.kubernetes.objects import CONFIG_SECRET_NAME
 from provisioner.deployers.kubernetes.rbac import (
     make_provisioner_cluster_role,
     make_runner_cluster_role,
 )
+from provisioner.deployers.kubernetes.spec import CONFIG_SECRET_NAME
 from workflow_testkit.kubernetes.cluster import ClusterHandle
 
 

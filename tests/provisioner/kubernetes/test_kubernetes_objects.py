@@ -14,14 +14,15 @@ from kubernetes.utils import parse_quantity
 
 from provisioner.deployers.base import ConsumerSpec
 from provisioner.deployers.kubernetes import config, objects
-from provisioner.deployers.kubernetes.objects import (
+from provisioner.deployers.kubernetes import spec as spec_names
+from provisioner.deployers.kubernetes.rbac import make_runner_cluster_role
+from provisioner.deployers.kubernetes.settings import KubernetesSettings
+from provisioner.deployers.kubernetes.spec import (
     ConsumerDeploymentSpec,
     IngressSpec,
     Resources,
     consumer_namespace,
 )
-from provisioner.deployers.kubernetes.rbac import make_runner_cluster_role
-from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.slugs import consumer_slug
 from workflow_testkit.kubernetes.manifests import (
     DNS_1035_LABEL,
@@ -171,7 +172,7 @@ def test_any_consumer_id_yields_valid_names(consumer_id: str) -> None:
         assert DNS_LABEL.fullmatch(document["metadata"]["name"])
         kubernetes_validate.validate(document, OLDEST_VERSION, strict=True)
     annotations = one(spec, "Namespace")["metadata"]["annotations"]
-    assert annotations[objects.CONSUMER_ID_ANNOTATION] == consumer_id
+    assert annotations[spec_names.CONSUMER_ID_ANNOTATION] == consumer_id
 
 
 def test_consumer_namespace_keeps_within_63_characters_and_stays_unique() -> None:
@@ -286,7 +287,7 @@ def test_the_workflow_api_gets_the_runner_rules_in_its_namespace_only() -> None:
 
 def test_only_the_api_service_account_gets_a_token() -> None:
     spec = make_spec()
-    api_account = one(spec, "ServiceAccount", objects.API_NAME)
+    api_account = one(spec, "ServiceAccount", spec_names.API_NAME)
     job_account = one(spec, "ServiceAccount", objects.JOB_SERVICE_ACCOUNT_NAME)
     assert api_account["automountServiceAccountToken"] is True
     assert job_account["automountServiceAccountToken"] is False

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from provisioner.deployers.base import ConsumerSpec
-from provisioner.deployers.kubernetes.objects import (
+from provisioner.deployers.kubernetes.settings import KubernetesSettings
+from provisioner.deployers.kubernetes.spec import (
     ConsumerDeploymentSpec,
     IngressSpec,
     consumer_namespace,
 )
-from provisioner.deployers.kubernetes.settings import KubernetesSettings
 
 
 def namespace(settings: KubernetesSettings, spec: ConsumerSpec) -> str:

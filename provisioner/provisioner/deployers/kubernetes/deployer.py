@@ -42,13 +42,9 @@ from typing import Any
 from provisioner.deployers.base import ConsumerSpec, DeploymentStatus
 from provisioner.deployers.kubernetes import config
 from provisioner.deployers.kubernetes.api import KubernetesApi
-from provisioner.deployers.kubernetes.objects import (
-    API_NAME,
-    CONSUMER_ID_ANNOTATION,
-    internal_url,
-    make_consumer_objects,
-)
+from provisioner.deployers.kubernetes.objects import make_consumer_objects
 from provisioner.deployers.kubernetes.settings import KubernetesSettings
+from provisioner.deployers.kubernetes.spec import API_NAME, CONSUMER_ID_ANNOTATION, internal_url
 from provisioner.deployers.kubernetes.status import describe_failure, rollout_complete
 from provisioner.storage.consumer import ConsumerStorage, NoConsumerStorage
 from workflow_common.kubernetes import KubernetesApiError

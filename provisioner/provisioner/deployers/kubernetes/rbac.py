@@ -34,7 +34,7 @@ from typing import Any
 from kubernetes import client
 
 from provisioner.deployers.kubernetes.api import KINDS
-from provisioner.deployers.kubernetes.objects import ROLE_RULES, RUNNER_CLUSTER_ROLE
+from provisioner.deployers.kubernetes.spec import ROLE_RULES, RUNNER_CLUSTER_ROLE
 
 PROVISIONER_CLUSTER_ROLE = "workflow-provisioner"
 RBAC_GROUP = "rbac.authorization.k8s.io"
