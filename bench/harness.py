@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from provisioner.signing_keys import SigningKey
+from provisioner.tokens.signing_key import SigningKey
 from workflow_api.settings import Settings
 from workflow_contracts.tokens import ADMIN_SCOPE
 

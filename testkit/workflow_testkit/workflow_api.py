@@ -14,7 +14,7 @@ import httpx
 import uvicorn
 
 from data_sidecar.egress import Resolver, system_resolver
-from provisioner.signing_keys import SigningKey
+from provisioner.tokens.signing_key import SigningKey
 from workflow_api.app import create_app
 from workflow_api.services import Services
 from workflow_api.settings import Settings

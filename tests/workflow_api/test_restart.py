@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from sqlmodel import Session, create_engine
 
-from provisioner.signing_keys import SigningKey
+from provisioner.tokens.signing_key import SigningKey
 from tests.workflow_api.test_execution import _alive, _tree
 from workflow_api.db import Job
 from workflow_api.execution.local.limits import JobCgroups
