@@ -19,7 +19,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from workflow_testkit.edc.connectors import free_port
-from workflow_testkit.edc.polling import poll
+from workflow_testkit.polling import poll
 from workflow_testkit.provisioner import FINAL_GRANT_STATES
 from workflow_testkit.workflow_api import DUMMY_ASSETS
 
