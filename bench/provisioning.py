@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import cpu_seconds, free_port, load_note, percentile, print_table, write_results
+from harness import cpu_seconds, load_note, percentile, print_table, write_results
 
 from provisioner.deployers.base import ConsumerSpec
 from provisioner.deployers.local import deployer as local_deployer
@@ -70,12 +70,14 @@ from workflow_testkit.edc_standin.entities import Exchange
 from workflow_testkit.edc_standin.fixture import serve_in_thread
 from workflow_testkit.edc_standin.model import World
 from workflow_testkit.edc_standin.server import create_app as create_edc_app
+from workflow_testkit.polling import poll
+from workflow_testkit.ports import free_port
 from workflow_testkit.provisioner import (
     RunningProvisioner,
-    eventually,
     remove_leftover_deployments,
     start_provisioner,
 )
+from workflow_testkit.provisioner_admin import FINAL_GRANT_STATES
 
 TARGETS_MS = {"new": 1500.0, "existing": 100.0}
 SAMPLE_TIMEOUT = 60.0
@@ -322,7 +324,7 @@ class Stage:
         last deprovision request."""
         identity = self.recorder.processes[consumer_id]
         data_dir = self.provisioner.settings.data_dir / "consumers" / consumer_slug(consumer_id)
-        endpoint = self.provisioner.consumer(consumer_id)["endpoint"]  # type: ignore[index]
+        endpoint = self.provisioner.admin_api.consumer(consumer_id)["endpoint"]  # type: ignore[index]
         for transfer_id in transfer_ids:
             self.world.transfer_processes[transfer_id].transition("TERMINATED")
         for transfer_id in transfer_ids[:-1]:
@@ -330,7 +332,9 @@ class Stage:
                 transfer_id, endpoint=self.provisioner.legacy_endpoint
             )
         for transfer_id in transfer_ids[:-1]:  # only the last grant's revocation is timed
-            self.provisioner.wait_for_grant(transfer_id, {"revoked", "failed"}, SAMPLE_TIMEOUT)
+            self.provisioner.admin_api.wait_for_grant(
+                transfer_id, FINAL_GRANT_STATES, SAMPLE_TIMEOUT
+            )
         time.sleep(self.gap)
         start = time.monotonic()
         answer = self.driver.send_legacy_deprovision(
@@ -380,8 +384,10 @@ class Stage:
         return latencies
 
     def _check_removed(self, consumer_id: str, endpoint: str) -> None:
-        eventually(
-            lambda: (self.provisioner.consumer(consumer_id) or {}).get("state") == "removed",
+        poll(
+            lambda: (
+                (self.provisioner.admin_api.consumer(consumer_id) or {}).get("state") == "removed"
+            ),
             10,
             f"consumer {consumer_id} removed",
         )

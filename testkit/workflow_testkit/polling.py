@@ -1,4 +1,5 @@
-"""Waiting for a condition of a real connector or provisioner, with the time it may take."""
+"""Waiting for a condition of a running server (provisioner, workflow-api, connector), with the
+time it may take: the one poll helper of the tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def poll(check: Callable[[], T | None], timeout: float, what: str) -> T:
+def poll(
+    check: Callable[[], T | None],
+    timeout: float = 30,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> T:
+    """`check()`'s first truthy result; an `AssertionError` naming `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -17,4 +24,4 @@ def poll(check: Callable[[], T | None], timeout: float, what: str) -> T:
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
+        time.sleep(interval)

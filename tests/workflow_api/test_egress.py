@@ -22,12 +22,12 @@ from workflow_api.db import Upload
 from workflow_api.errors import InvalidInputError
 from workflow_api.inputs import InputResolver
 from workflow_contracts.asset import WorkflowAsset, load_catalog
+from workflow_testkit.ports import bound_socket
 from workflow_testkit.workflow_api import (
     ALLOW_LOOPBACK,
     DUMMY_ASSETS,
     RunningApi,
     ThreadedServer,
-    bound_socket,
     execute,
     upload,
     wait_for_job,

@@ -12,10 +12,10 @@ import pytest
 
 from provisioner.tokens.signing_key import SigningKey
 from workflow_api.app import create_app
+from workflow_testkit.ports import bound_socket
 from workflow_testkit.workflow_api import (
     RunningApi,
     ThreadedServer,
-    bound_socket,
     execute,
     make_settings,
     wait_for_job,
