@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import itertools
 import json
@@ -48,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -60,6 +62,7 @@ from harness import cpu_seconds, load_note, percentile, print_table, write_resul
 from provisioner.deployers.base import ConsumerSpec
 from provisioner.deployers.local import deployer as local_deployer
 from provisioner.deployers.local.deployer import ProcessIdentity, consumer_environment
+from provisioner.deployers.local.sandbox import LocalSandbox
 from provisioner.reconciler import loop as reconciler_module
 from provisioner.services import workflow_api_environment
 from provisioner.settings import Settings
@@ -149,7 +152,11 @@ def instrument(provisioner: RunningProvisioner, world: World, recorder: Recorder
     recorder.wrap(reconciler, "run_once", "pass")
     recorder.wrap(provisioner.services.intake, "verify", "verify")
     recorder.wrap(provisioner.services.intake, "_insert", "insert")
-    recorder.wrap(reconciler, "_transfer_state", "state lookup", lambda result, _: str(result))
+    grant_steps: Any = reconciler._grants
+    edc_side = grant_steps._edc  # frozen: the wrapped lookup goes into a copy
+    lookup = types.SimpleNamespace(transfer_state=edc_side.transfer_state)
+    recorder.wrap(lookup, "transfer_state", "state lookup", lambda result, _: str(result))
+    grant_steps._edc = dataclasses.replace(edc_side, transfer_state=lookup.transfer_state)
     recorder.wrap(deployer, "_start", "spawn", functools.partial(_spawned, recorder))
     recorder.wrap(deployer, "_healthy", "probe", lambda healthy, _: "ok" if healthy else "no")
     recorder.wrap(deployer, "remove", "remove")
@@ -432,6 +439,7 @@ def consumer_like(
         python=sys.executable,
         inherited=os.environ,
     )
+    environment |= LocalSandbox.of(settings).environment(data_dir.parent, slug)
     return data_dir, port, environment
 
 
