@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,9 +22,10 @@ from typing import Any
 
 import httpx
 
-from provisioner.signing_keys import SigningKey
+from provisioner.tokens.signing_key import SigningKey
 from workflow_api.settings import Settings
 from workflow_contracts.tokens import ADMIN_SCOPE
+from workflow_testkit.ports import free_port
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DUMMY_ASSETS = REPOSITORY / "dummy-job" / "assets"
@@ -36,13 +36,6 @@ CONSUMER = "bench-consumer"
 AUDIENCE = f"workflow-api/{CONSUMER}"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @dataclass

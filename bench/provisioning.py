@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import itertools
 import json
@@ -48,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,11 +57,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import cpu_seconds, free_port, load_note, percentile, print_table, write_results
+from harness import cpu_seconds, load_note, percentile, print_table, write_results
 
 from provisioner.deployers.base import ConsumerSpec
 from provisioner.deployers.local import deployer as local_deployer
 from provisioner.deployers.local.deployer import ProcessIdentity, consumer_environment
+from provisioner.deployers.local.sandbox import LocalSandbox
 from provisioner.reconciler import loop as reconciler_module
 from provisioner.services import workflow_api_environment
 from provisioner.settings import Settings
@@ -70,12 +73,14 @@ from workflow_testkit.edc_standin.entities import Exchange
 from workflow_testkit.edc_standin.fixture import serve_in_thread
 from workflow_testkit.edc_standin.model import World
 from workflow_testkit.edc_standin.server import create_app as create_edc_app
+from workflow_testkit.polling import poll
+from workflow_testkit.ports import free_port
 from workflow_testkit.provisioner import (
     RunningProvisioner,
-    eventually,
     remove_leftover_deployments,
     start_provisioner,
 )
+from workflow_testkit.provisioner_admin import FINAL_GRANT_STATES
 
 TARGETS_MS = {"new": 1500.0, "existing": 100.0}
 SAMPLE_TIMEOUT = 60.0
@@ -147,7 +152,11 @@ def instrument(provisioner: RunningProvisioner, world: World, recorder: Recorder
     recorder.wrap(reconciler, "run_once", "pass")
     recorder.wrap(provisioner.services.intake, "verify", "verify")
     recorder.wrap(provisioner.services.intake, "_insert", "insert")
-    recorder.wrap(reconciler, "_transfer_state", "state lookup", lambda result, _: str(result))
+    grant_steps: Any = reconciler._grants
+    edc_side = grant_steps._edc  # frozen: the wrapped lookup goes into a copy
+    lookup = types.SimpleNamespace(transfer_state=edc_side.transfer_state)
+    recorder.wrap(lookup, "transfer_state", "state lookup", lambda result, _: str(result))
+    grant_steps._edc = dataclasses.replace(edc_side, transfer_state=lookup.transfer_state)
     recorder.wrap(deployer, "_start", "spawn", functools.partial(_spawned, recorder))
     recorder.wrap(deployer, "_healthy", "probe", lambda healthy, _: "ok" if healthy else "no")
     recorder.wrap(deployer, "remove", "remove")
@@ -322,7 +331,7 @@ class Stage:
         last deprovision request."""
         identity = self.recorder.processes[consumer_id]
         data_dir = self.provisioner.settings.data_dir / "consumers" / consumer_slug(consumer_id)
-        endpoint = self.provisioner.consumer(consumer_id)["endpoint"]  # type: ignore[index]
+        endpoint = self.provisioner.admin_api.consumer(consumer_id)["endpoint"]  # type: ignore[index]
         for transfer_id in transfer_ids:
             self.world.transfer_processes[transfer_id].transition("TERMINATED")
         for transfer_id in transfer_ids[:-1]:
@@ -330,7 +339,9 @@ class Stage:
                 transfer_id, endpoint=self.provisioner.legacy_endpoint
             )
         for transfer_id in transfer_ids[:-1]:  # only the last grant's revocation is timed
-            self.provisioner.wait_for_grant(transfer_id, {"revoked", "failed"}, SAMPLE_TIMEOUT)
+            self.provisioner.admin_api.wait_for_grant(
+                transfer_id, FINAL_GRANT_STATES, SAMPLE_TIMEOUT
+            )
         time.sleep(self.gap)
         start = time.monotonic()
         answer = self.driver.send_legacy_deprovision(
@@ -380,8 +391,10 @@ class Stage:
         return latencies
 
     def _check_removed(self, consumer_id: str, endpoint: str) -> None:
-        eventually(
-            lambda: (self.provisioner.consumer(consumer_id) or {}).get("state") == "removed",
+        poll(
+            lambda: (
+                (self.provisioner.admin_api.consumer(consumer_id) or {}).get("state") == "removed"
+            ),
             10,
             f"consumer {consumer_id} removed",
         )
@@ -426,6 +439,7 @@ def consumer_like(
         python=sys.executable,
         inherited=os.environ,
     )
+    environment |= LocalSandbox.of(settings).environment(data_dir.parent, slug)
     return data_dir, port, environment
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from workflow_testkit.ports import free_port
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 CHUNK = b"x" * 65536
 SECRET = "endpoint-secret-of-the-benchmark"
@@ -32,12 +34,6 @@ def rss(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def measure(limit: int, size: int, work: Path) -> dict[str, float]:

@@ -23,11 +23,11 @@ from provisioner.metrics import Metrics
 from provisioner.reconciler.grant_steps import EdcSide
 from provisioner.reconciler.loop import Reconciler, ReconcilerTiming
 from provisioner.settings import Settings
-from provisioner.signing_keys import SigningKey
 from provisioner.slugs import consumer_slug
 from provisioner.storage.consumer import ConsumerStorage, NoConsumerStorage
 from provisioner.storage.credentials import CredentialSecrets
 from provisioner.tokens.issuing import TokenService
+from provisioner.tokens.signing_key import SigningKey
 from provisioner.workflow_apis import WorkflowApiClient
 from workflow_common.private_files import private_dir
 from workflow_contracts.asset import WorkflowAsset, load_catalog

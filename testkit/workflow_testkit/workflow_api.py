@@ -14,11 +14,12 @@ import httpx
 import uvicorn
 
 from data_sidecar.egress import Resolver, system_resolver
-from provisioner.signing_keys import SigningKey
+from provisioner.tokens.signing_key import SigningKey
 from workflow_api.app import create_app
 from workflow_api.services import Services
 from workflow_api.settings import Settings
 from workflow_contracts.tokens import ADMIN_SCOPE, CONSUMER_SCOPE
+from workflow_testkit.ports import bound_socket
 from workflow_testkit.sandbox import sandbox_settings
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -27,13 +28,6 @@ ISSUER = "test-provisioner"
 FINISHED = {"successful", "failed", "dismissed"}
 # Loopback is not a public address: tests whose inputs or subscribers are loopback servers say so.
 ALLOW_LOOPBACK = {"egress_allow_cidrs": ["127.0.0.1/32"]}
-
-
-def bound_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
 
 
 class ThreadedServer:

@@ -573,7 +573,8 @@ def test_the_provisioner_deploys_and_removes_a_consumer_on_kubernetes(
     admin: client.ApiClient,
     tmp_path: Path,
 ) -> None:
-    from workflow_testkit.provisioner import eventually, start_provisioner  # noqa: PLC0415
+    from workflow_testkit.polling import poll  # noqa: PLC0415
+    from workflow_testkit.provisioner import start_provisioner  # noqa: PLC0415
 
     running = start_provisioner(
         tmp_path / "provisioner",
@@ -596,8 +597,8 @@ def test_the_provisioner_deploys_and_removes_a_consumer_on_kubernetes(
             "/admin/grants", json={"consumer_id": "nora", "asset_id": "echo"}
         )
         assert answer.status_code == 201, answer.text
-        consumer_row = eventually(
-            lambda: (c := running.consumer("nora")) and c["state"] == "ready" and c,
+        consumer_row = poll(
+            lambda: (c := running.admin_api.consumer("nora")) and c["state"] == "ready" and c,
             60,
             "consumer ready",
         )
@@ -609,14 +610,14 @@ def test_the_provisioner_deploys_and_removes_a_consumer_on_kubernetes(
         annotations = client.CoreV1Api(admin).read_namespace(namespace).metadata.annotations
         assert json.loads(annotations[GRANTS_ANNOTATION]) == ["echo"]
         # No workflow-api answers at its Service (KWOK runs no container): the grant waits
-        (grant,) = running.grants()
+        (grant,) = running.admin_api.grants()
         assert grant["state"] == "provisioning"
-        eventually(lambda: running.grants()[0]["lastError"], 30, "the grant to be retried")
-        assert f"workflow-api.{namespace}.svc" in running.grants()[0]["lastError"]
+        poll(lambda: running.admin_api.grants()[0]["lastError"], 30, "the grant to be retried")
+        assert f"workflow-api.{namespace}.svc" in running.admin_api.grants()[0]["lastError"]
 
         assert running.admin.delete("/admin/consumers/nora").status_code == 200
-        eventually(
-            lambda: (c := running.consumer("nora")) and c["state"] == "removed",
+        poll(
+            lambda: (c := running.admin_api.consumer("nora")) and c["state"] == "removed",
             120,
             "consumer removed",
         )

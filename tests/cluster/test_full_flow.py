@@ -83,9 +83,10 @@ from workflow_testkit.kubernetes.stage import (
     static_volumes,
     wait_for,
 )
+from workflow_testkit.ports import bound_socket
 from workflow_testkit.provisioner import RunningProvisioner, start_provisioner
 from workflow_testkit.servers.minio import MinioServer
-from workflow_testkit.workflow_api import DUMMY_ASSETS, bound_socket
+from workflow_testkit.workflow_api import DUMMY_ASSETS
 
 pytestmark = [pytest.mark.slow, pytest.mark.minio]
 
@@ -288,7 +289,7 @@ def execute(consumer: httpx.Client, process_id: str, inputs: dict[str, Any]) -> 
 
 
 def grants_of(running: RunningProvisioner, consumer_id: str) -> dict[str, dict[str, Any]]:
-    return {g["assetId"]: g for g in running.grants() if g["consumerId"] == consumer_id}
+    return {g["assetId"]: g for g in running.admin_api.grants() if g["consumerId"] == consumer_id}
 
 
 # --- the flow -----------------------------------------------------------------------------------
@@ -352,7 +353,7 @@ def test_a_consumer_the_provisioner_deploys_runs_jobs_on_kubernetes_until_torn_d
             assert answer.status_code == 201, answer.text
             secrets[asset_id] = answer.json()["secret"]
         row = wait_for(
-            lambda: (c := running.consumer(consumer_id)) and c["state"] == "ready" and c,
+            lambda: (c := running.admin_api.consumer(consumer_id)) and c["state"] == "ready" and c,
             "the consumer to be ready",
             90,
         )
@@ -492,7 +493,7 @@ def test_a_consumer_the_provisioner_deploys_runs_jobs_on_kubernetes_until_torn_d
         # 5b. Torn down: data purged through its API, namespace gone, bucket and user gone
         assert running.admin.delete(f"/admin/consumers/{consumer_id}").status_code == 200
         wait_for(
-            lambda: (c := running.consumer(consumer_id)) and c["state"] == "removed",
+            lambda: (c := running.admin_api.consumer(consumer_id)) and c["state"] == "removed",
             "the consumer removed",
             150,
         )

@@ -36,7 +36,7 @@ from provisioner.deployers.kubernetes.objects import (
 from provisioner.deployers.kubernetes.rbac import make_runner_cluster_role
 from provisioner.deployers.kubernetes.settings import KubernetesSettings
 from provisioner.deployers.kubernetes.spec import ConsumerDeploymentSpec, IngressSpec
-from provisioner.signing_keys import SigningKey
+from provisioner.tokens.signing_key import SigningKey
 from workflow_api.app import create_app
 from workflow_api.execution.kubernetes.objects import job_name, job_selector
 from workflow_testkit.kubernetes.cluster import ClusterHandle

@@ -30,10 +30,10 @@ def test_a_refused_callback_key_fails_the_grant_and_ends_the_transfer_in_edc(
     space = refused_key_world
     transfer = space.transfer(space.negotiate("echo"))
     flow = space.provider_transfer(transfer)
-    grant = space.provisioner.wait_for_grant(flow, {"failed"}, 60)
+    grant = space.provisioner.admin_api.wait_for_grant(flow, {"failed"}, 60)
     assert "EDC refused the callback's credentials (401" in grant["lastError"]
     space.wait_state(space.provider, flow, {"TERMINATED", "DEPROVISIONED"})
     with space.provider.management() as client:
         ended = client.get(f"/v3/transferprocesses/{flow}").json()
     assert "the provisioner gave up" in ended.get("errorDetail", ""), ended
-    space.provisioner.assert_nothing_left("consumer")
+    space.provisioner.admin_api.assert_nothing_left("consumer")

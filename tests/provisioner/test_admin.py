@@ -14,7 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from workflow_common.settings import describe_invalid_settings
-from workflow_testkit.provisioner import RunningProvisioner, eventually, provisioner_settings
+from workflow_testkit.polling import poll
+from workflow_testkit.provisioner import RunningProvisioner, provisioner_settings
 from workflow_testkit.workflow_api import execute, wait_for_job
 
 
@@ -36,7 +37,7 @@ def _credentials_when_ready(provisioner: RunningProvisioner, secret: str) -> dic
         )
         return response.json() if response.status_code == 200 else None
 
-    return eventually(fetch, 30, "credentials")
+    return poll(fetch, 30, "credentials")
 
 
 def test_hand_grant_runs_a_job_then_revocation_tears_down(provisioner: RunningProvisioner) -> None:
@@ -54,7 +55,7 @@ def test_hand_grant_runs_a_job_then_revocation_tears_down(provisioner: RunningPr
     assert [g["id"] for g in listed] == [grant["id"]]
     revoked = provisioner.admin.delete(f"/admin/grants/{grant['id']}").json()
     assert revoked["revoked"] is True
-    provisioner.assert_nothing_left("walk-in", credentials["endpoint"])
+    provisioner.admin_api.assert_nothing_left("walk-in", credentials["endpoint"])
     assert provisioner.admin.delete(f"/admin/grants/{grant['id']}").json()["revoked"] is False
 
 
@@ -62,14 +63,14 @@ def test_consumer_teardown_revokes_every_grant(provisioner: RunningProvisioner) 
     first = _hand_grant(provisioner, "team", "echo")
     second = _hand_grant(provisioner, "team", "dummy")
     credentials = _credentials_when_ready(provisioner, second["secret"])
-    eventually(
+    poll(
         lambda: len(_credentials_when_ready(provisioner, first["secret"])["assets"]) == 2,
         30,
         "both",
     )
     answer = provisioner.admin.delete("/admin/consumers/team").json()
     assert answer["revokedGrants"] == 2
-    provisioner.assert_nothing_left("team", credentials["endpoint"])
+    provisioner.admin_api.assert_nothing_left("team", credentials["endpoint"])
     assert provisioner.admin.delete("/admin/consumers/nobody").status_code == 404
 
 
@@ -78,7 +79,7 @@ def test_hand_grant_with_an_expiry_expires(provisioner: RunningProvisioner) -> N
     grant = _hand_grant(provisioner, "short", "echo", expires_at=expires.isoformat())
     credentials = _credentials_when_ready(provisioner, grant["secret"])
     assert datetime.fromisoformat(credentials["expiresAt"].replace("Z", "+00:00")) <= expires
-    provisioner.assert_nothing_left("short", credentials["endpoint"], timeout=30)
+    provisioner.admin_api.assert_nothing_left("short", credentials["endpoint"], timeout=30)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,8 @@ from provisioner.storage.credentials import CredentialSecrets
 from provisioner.storage.s3 import MinioUserStorage, SharedBucketStorage
 from workflow_api.storage.s3 import S3Store
 from workflow_common.s3 import make_s3_client
-from workflow_testkit.provisioner import RunningProvisioner, eventually
+from workflow_testkit.polling import poll
+from workflow_testkit.provisioner import RunningProvisioner
 from workflow_testkit.servers.minio import MinioServer
 from workflow_testkit.servers.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 from workflow_testkit.workflow_api import upload
@@ -239,7 +240,7 @@ def test_a_consumers_workflow_api_stores_in_its_own_bucket_until_teardown(
         answer = httpx.get(f"{provisioner.base_url}/credentials", headers=headers)
         return answer.json() if answer.status_code == 200 else None
 
-    document = eventually(credentials, 30, "credentials")
+    document = poll(credentials, 30, "credentials")
     with httpx.Client(
         base_url=document["endpoint"],
         headers={"Authorization": f"Bearer {document['token']}"},
@@ -251,5 +252,5 @@ def test_a_consumers_workflow_api_stores_in_its_own_bucket_until_teardown(
     assert [entry.size for entry in stored] == [len(b"into olga's bucket")], uploaded
 
     provisioner.admin.delete("/admin/consumers/olga")
-    provisioner.assert_nothing_left("olga", document["endpoint"])
+    provisioner.admin_api.assert_nothing_left("olga", document["endpoint"])
     assert not minio_server.client().bucket_exists(bucket)

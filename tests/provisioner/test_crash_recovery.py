@@ -16,13 +16,15 @@ import httpx
 import pytest
 
 from workflow_testkit.edc_standin.fixture import EdcStandIn
+from workflow_testkit.polling import poll
+from workflow_testkit.ports import bound_socket
 from workflow_testkit.provisioner import (
     ENDPOINT_SECRET,
     consumer_directories,
-    eventually,
     remove_leftover_deployments,
 )
-from workflow_testkit.workflow_api import DUMMY_ASSETS, bound_socket
+from workflow_testkit.provisioner_admin import ProvisionerAdmin
+from workflow_testkit.workflow_api import DUMMY_ASSETS
 
 EDC = "https://w3id.org/edc/v0.0.1/ns/"
 
@@ -59,7 +61,7 @@ class ProvisionerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        eventually(self._healthy, 30, "the provisioner to start")
+        poll(self._healthy, 30, "the provisioner to start")
 
     def _healthy(self) -> bool:
         try:
@@ -80,20 +82,13 @@ class ProvisionerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
 
-    def admin(self, path: str) -> Any:
-        response = httpx.get(
-            f"{self.base_url}{path}", headers={"Authorization": f"Bearer {self.admin_token}"}
-        )
-        response.raise_for_status()
-        return response.json()
-
-    def grant(self, transfer_process_id: str) -> dict[str, Any] | None:
-        grants = self.admin("/admin/grants")["grants"]
-        return next((g for g in grants if g["transferProcessId"] == transfer_process_id), None)
+    @property
+    def admin_api(self) -> ProvisionerAdmin:
+        return ProvisionerAdmin(self.base_url, self.admin_token, self.data_dir)
 
     def consumer_state(self, consumer_id: str) -> str | None:
-        consumers = self.admin("/admin/consumers")["consumers"]
-        return next((c["state"] for c in consumers if c["id"] == consumer_id), None)
+        consumer = self.admin_api.consumer(consumer_id)
+        return consumer["state"] if consumer else None
 
 
 @pytest.fixture
@@ -134,12 +129,14 @@ def test_killed_while_deploying_resumes_and_calls_back_once(
 
     provisioner.start()
     edc_standin.driver.wait_for_callback(process.id, "provision", timeout=60)
-    eventually(
-        lambda: (g := provisioner.grant(process.id)) and g["state"] == "active", 30, "active"
+    poll(
+        lambda: (g := provisioner.admin_api.grant_for(process.id)) and g["state"] == "active",
+        30,
+        "active",
     )
     time.sleep(1)
     assert _accepted_callbacks(edc_standin, process.id) == 1
-    consumers = provisioner.admin("/admin/consumers")["consumers"]
+    consumers = provisioner.admin_api.get("/consumers")["consumers"]
     assert len(consumers) == 1 and consumers[0]["state"] == "ready"
     assert len(consumer_directories(provisioner.data_dir)) == 1
 
@@ -164,8 +161,10 @@ def test_killed_after_edc_took_the_callback_but_before_the_answer(
         world.transfer_processes[process.id].transition("STARTED")
 
     provisioner.start()
-    grant = eventually(
-        lambda: (g := provisioner.grant(process.id)) and g["state"] == "active" and g, 30, "active"
+    grant = poll(
+        lambda: (g := provisioner.admin_api.grant_for(process.id)) and g["state"] == "active" and g,
+        30,
+        "active",
     )
     assert grant["lastError"] is None
     assert provisioner.consumer_state("bob") == "ready"
@@ -189,15 +188,15 @@ def test_killed_while_revoking_finishes_the_deprovisioning(
     world.fail_next_callbacks(1000, status=503)  # the deprovision callback cannot get through
     driver.terminate(process.id)
     assert driver.send_dataplane_deprovision(process.id).status == 200
-    eventually(lambda: world.callbacks(process.id, "deprovision"), 30, "a deprovision attempt")
+    poll(lambda: world.callbacks(process.id, "deprovision"), 30, "a deprovision attempt")
     provisioner.kill()
     with world.lock:
         world.faults.clear()
 
     provisioner.start()
     driver.wait_for_callback(process.id, "deprovision", timeout=60)
-    eventually(lambda: provisioner.consumer_state("carol") == "removed", 60, "teardown")
-    assert provisioner.grant(process.id)["state"] == "revoked"  # type: ignore[index]
+    poll(lambda: provisioner.consumer_state("carol") == "removed", 60, "teardown")
+    assert provisioner.admin_api.grant_for(process.id)["state"] == "revoked"  # type: ignore[index]
     assert consumer_directories(provisioner.data_dir) == []
 
 
@@ -213,12 +212,12 @@ def test_killed_during_the_grace_period_still_tears_down(
     callback = driver.wait_for_callback(process.id, "provision", timeout=60)
     world.transfer_processes[process.id].transition("TERMINATED")
     assert driver.send_legacy_deprovision(process.id, endpoint=endpoint).status == 200
-    eventually(lambda: provisioner.grant(process.id)["state"] == "revoked", 30, "revoked")  # type: ignore[index]
+    poll(lambda: provisioner.admin_api.grant_for(process.id)["state"] == "revoked", 30, "revoked")  # type: ignore[index]
     assert provisioner.consumer_state("dave") == "ready", "kept during the grace period"
     provisioner.kill()
 
     provisioner.start()
-    eventually(lambda: provisioner.consumer_state("dave") == "removed", 60, "teardown after grace")
+    poll(lambda: provisioner.consumer_state("dave") == "removed", 60, "teardown after grace")
     assert consumer_directories(provisioner.data_dir) == []
     secret = callback.body["contentDataAddress"]["properties"][f"{EDC}authCode"].removeprefix(
         "Bearer "
@@ -252,7 +251,7 @@ def test_workflow_api_that_dies_is_restarted(crashable: Any, edc_standin: EdcSta
             return False
 
     time.sleep(0.5)
-    eventually(answers, 60, "the workflow-api to be restarted")
+    poll(answers, 60, "the workflow-api to be restarted")
     with httpx.Client(
         base_url=credentials["endpoint"],
         headers={"Authorization": f"Bearer {credentials['token']}"},

@@ -12,7 +12,7 @@ import httpx
 from provisioner.edc.callbacks import CallbackClient
 from workflow_testkit.edc_standin.fixture import EdcStandIn
 from workflow_testkit.edc_standin.policy import valid_for
-from workflow_testkit.provisioner import eventually
+from workflow_testkit.polling import poll
 
 
 def test_deprovision_after_our_expiry_still_gets_its_callback_retried_until_taken(
@@ -27,7 +27,7 @@ def test_deprovision_after_our_expiry_still_gets_its_callback_retried_until_take
     flow = world.add_data_flow(process.id)
     assert driver.send_dataplane_provision(process.id).status == 200
     driver.wait_for_callback(process.id, "provision", timeout=30)
-    grant = provisioner.wait_for_grant(process.id, {"revoked"}, timeout=30)
+    grant = provisioner.admin_api.wait_for_grant(process.id, {"revoked"}, timeout=30)
     assert grant["revokeReason"] == "the contract expired"
 
     driver.terminate(process.id)  # EDC's policy monitor ends the transfer, then deprovisions
@@ -39,7 +39,7 @@ def test_deprovision_after_our_expiry_still_gets_its_callback_retried_until_take
     world.wait_until(
         lambda: all(r.state == "DEPROVISIONED" for r in flow.resources.values()), timeout=5
     )
-    assert (provisioner.grant_for(process.id) or {})["state"] == "revoked"
+    assert (provisioner.admin_api.grant_for(process.id) or {})["state"] == "revoked"
 
 
 def test_a_second_deprovision_for_the_same_flow_is_answered_with_another_callback(
@@ -56,12 +56,12 @@ def test_a_second_deprovision_for_the_same_flow_is_answered_with_another_callbac
     driver.terminate(process.id)
     assert driver.send_dataplane_deprovision(process.id).status == 200
     driver.wait_for_callback(process.id, "deprovision", timeout=30)
-    provisioner.wait_for_grant(process.id, {"revoked"}, timeout=30)
+    provisioner.admin_api.wait_for_grant(process.id, {"revoked"}, timeout=30)
     resource = next(iter(flow.resources.values()))
     with world.lock:
         resource.state = "PROVISIONED"  # as if EDC never saw the first callback's answer
     assert driver.send_dataplane_deprovision(process.id).status == 200
-    eventually(
+    poll(
         lambda: (
             len([c for c in world.callbacks(process.id, "deprovision") if c.status == 204]) == 2
         ),
@@ -112,7 +112,7 @@ def test_a_callback_refused_for_its_credentials_fails_at_once_visibly_and_ends_t
     )
     process = world.new_transfer(asset_id="echo", consumer_id="sven")
     driver.send_legacy_provision(process.id, endpoint=provisioner.legacy_endpoint)
-    grant = provisioner.wait_for_grant(process.id, {"failed"}, timeout=30)
+    grant = provisioner.admin_api.wait_for_grant(process.id, {"failed"}, timeout=30)
     assert "401" in grant["lastError"] and "PROVISIONER_EDC_CALLBACK_API_KEY" in grant["lastError"]
     attempts = world.callbacks(process.id, "provision")
     assert [c.status for c in attempts] == [401], "a 401 is permanent: not retried"
@@ -122,7 +122,7 @@ def test_a_callback_refused_for_its_credentials_fails_at_once_visibly_and_ends_t
     assert (
         'provisioner_callback_unauthorized_total{flavour="legacy",kind="provision"} 1.0' in metrics
     )
-    provisioner.assert_nothing_left("sven")
+    provisioner.admin_api.assert_nothing_left("sven")
 
 
 def test_the_management_api_key_goes_only_to_urls_under_the_management_api() -> None:

@@ -16,7 +16,8 @@ import pytest
 from provisioner.__main__ import _dev_banner, _dev_settings
 from workflow_testkit.edc_standin import wire as edc_wire
 from workflow_testkit.edc_standin.fixture import EdcStandIn
-from workflow_testkit.provisioner import RunningProvisioner, eventually
+from workflow_testkit.polling import poll
+from workflow_testkit.provisioner import RunningProvisioner
 from workflow_testkit.workflow_api import DUMMY_ASSETS
 
 EDC = "https://w3id.org/edc/v0.0.1/ns/"
@@ -26,7 +27,7 @@ def _legacy_active(provisioner: RunningProvisioner, edc: EdcStandIn, consumer: s
     process = edc.world.new_transfer(asset_id="echo", consumer_id=consumer)
     sent = edc.driver.send_legacy_provision(process.id, endpoint=provisioner.legacy_endpoint)
     assert sent.status == 200
-    provisioner.wait_for_grant(process.id, {"active"})
+    provisioner.admin_api.wait_for_grant(process.id, {"active"})
     return process.id
 
 
@@ -44,7 +45,7 @@ def test_a_forged_legacy_deprovision_for_a_live_transfer_is_refused(
     assert answer.status_code == 409, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     assert "PROVISIONED" in answer.json()["detail"] or "STARTED" in answer.json()["detail"]
-    assert provisioner.grant_for(transfer)["state"] == "active"  # type: ignore[index]
+    assert provisioner.admin_api.grant_for(transfer)["state"] == "active"  # type: ignore[index]
 
     # EDC's own deprovision, once the transfer really ended, is taken (exactly 200).
     edc_standin.world.transfer_processes[transfer].transition("TERMINATED")
@@ -52,7 +53,7 @@ def test_a_forged_legacy_deprovision_for_a_live_transfer_is_refused(
         transfer, endpoint=provisioner.legacy_endpoint
     )
     assert genuine.status == 200
-    provisioner.wait_for_grant(transfer, {"revoked"})
+    provisioner.admin_api.wait_for_grant(transfer, {"revoked"})
 
 
 def test_a_forged_dataplane_deprovision_is_refused_until_edc_ends_the_transfer(
@@ -64,7 +65,7 @@ def test_a_forged_dataplane_deprovision_is_refused_until_edc_ends_the_transfer(
     flow = world.add_data_flow(process.id)
     driver.send_dataplane_provision(process.id)
     driver.wait_for_callback(process.id, "provision", timeout=30)
-    provisioner.wait_for_grant(process.id, {"active"})
+    provisioner.admin_api.wait_for_grant(process.id, {"active"})
 
     forged = edc_wire.dataplane_request(
         "deprovision",
@@ -74,12 +75,12 @@ def test_a_forged_dataplane_deprovision_is_refused_until_edc_ends_the_transfer(
     )
     answer = _forged(provisioner.dataplane_endpoint("echo"), forged)
     assert answer.status_code == 409, answer.text
-    assert provisioner.grant_for(process.id)["state"] == "active"  # type: ignore[index]
+    assert provisioner.admin_api.grant_for(process.id)["state"] == "active"  # type: ignore[index]
 
     driver.terminate(process.id)
     assert driver.send_dataplane_deprovision(process.id).status == 200
     driver.wait_for_callback(process.id, "deprovision", timeout=30)
-    provisioner.wait_for_grant(process.id, {"revoked"})
+    provisioner.admin_api.wait_for_grant(process.id, {"revoked"})
 
 
 def test_a_deprovision_edc_cannot_confirm_is_refused_or_retried(
@@ -95,14 +96,14 @@ def test_a_deprovision_edc_cannot_confirm_is_refused_or_retried(
         del edc_standin.world.transfer_processes[transfer]
     unknown = _forged(provisioner.legacy_endpoint, body)
     assert unknown.status_code == 400 and "unknown to EDC" in unknown.json()["detail"]
-    assert provisioner.grant_for(transfer)["state"] == "active"  # type: ignore[index]
+    assert provisioner.admin_api.grant_for(transfer)["state"] == "active"  # type: ignore[index]
 
 
 def test_answers_to_edc_never_name_the_grant(
     provisioner: RunningProvisioner, edc_standin: EdcStandIn
 ) -> None:
     transfer = _legacy_active(provisioner, edc_standin, "dave")
-    grant_id = provisioner.grant_for(transfer)["id"]  # type: ignore[index]
+    grant_id = provisioner.admin_api.grant_for(transfer)["id"]  # type: ignore[index]
     repeated = _forged(provisioner.legacy_endpoint, edc_standin.world.sent[-1].body)
     assert repeated.status_code == 200
     assert repeated.json() == {"status": "provisioning"}
@@ -142,9 +143,9 @@ def test_running_without_a_secret_needs_the_explicit_setting_and_warns(
     caplog.set_level("WARNING")
     provisioner = provisioner_factory(edc_endpoint_secret=None, edc_endpoint_unauthenticated=True)
     assert "?" not in provisioner.legacy_endpoint
-    eventually(lambda: "EDC_ENDPOINT_UNAUTHENTICATED" in caplog.text, 10, "the warning")
+    poll(lambda: "EDC_ENDPOINT_UNAUTHENTICATED" in caplog.text, 10, "the warning")
     transfer = _legacy_active(provisioner, edc_standin, "erin")
-    assert provisioner.grant_for(transfer)["state"] == "active"  # type: ignore[index]
+    assert provisioner.admin_api.grant_for(transfer)["state"] == "active"  # type: ignore[index]
 
 
 def test_dev_generates_an_endpoint_secret_and_says_how_edc_sends_it(

@@ -14,7 +14,8 @@ import pytest
 from workflow_testkit.edc_standin import wire as edc_wire
 from workflow_testkit.edc_standin.fixture import EdcStandIn
 from workflow_testkit.edc_standin.policy import valid_for
-from workflow_testkit.provisioner import RunningProvisioner, consumer_directories, eventually
+from workflow_testkit.polling import poll
+from workflow_testkit.provisioner import RunningProvisioner, consumer_directories
 from workflow_testkit.workflow_api import execute, wait_for_job
 
 EDC = "https://w3id.org/edc/v0.0.1/ns/"
@@ -63,8 +64,8 @@ def test_legacy_flavour_full_cycle(
     answer = driver.send_legacy_deprovision(process.id, endpoint=provisioner.legacy_endpoint)
     assert answer.status == 200, "EDC counts anything but exactly 200 as fatal"
     assert world.protocol_violations == []
-    provisioner.assert_nothing_left("alice", credentials["endpoint"])
-    assert provisioner.grant_for(process.id)["state"] == "revoked"  # type: ignore[index]
+    provisioner.admin_api.assert_nothing_left("alice", credentials["endpoint"])
+    assert provisioner.admin_api.grant_for(process.id)["state"] == "revoked"  # type: ignore[index]
     gone = httpx.get(
         f"{provisioner.base_url}/credentials",
         headers={"Authorization": f"Bearer {_legacy_secret(callback)}"},
@@ -94,7 +95,7 @@ def test_dataplane_flavour_full_cycle(
     driver.terminate(process.id)
     assert driver.send_dataplane_deprovision(process.id).status == 200
     driver.wait_for_callback(process.id, "deprovision", timeout=30)
-    provisioner.assert_nothing_left("bob", endpoint)
+    provisioner.admin_api.assert_nothing_left("bob", endpoint)
     with httpx.Client(timeout=5) as client, pytest.raises(httpx.TransportError):
         client.get(f"{endpoint}/processes", headers={"Authorization": f"Bearer {token}"})
 
@@ -130,10 +131,10 @@ def test_contract_expiry_tears_down_without_any_edc_call(
     assert abs(_epoch(credentials["expiresAt"]) - (signed + 8)) <= 1, "token exp ≤ contract end"
     requests_before = len(driver.world.sent)
 
-    provisioner.assert_nothing_left("dave", credentials["endpoint"], timeout=30)
+    provisioner.admin_api.assert_nothing_left("dave", credentials["endpoint"], timeout=30)
     assert time.time() - started < 25
     assert len(driver.world.sent) == requests_before, "no EDC request was needed"
-    grant = provisioner.grant_for(process.id)
+    grant = provisioner.admin_api.grant_for(process.id)
     assert grant is not None and grant["revokeReason"] == "the contract expired"
 
 
@@ -166,7 +167,7 @@ def test_forged_request_for_an_unknown_transfer_is_refused_and_deploys_nothing(
     )
     assert dataplane.status_code == 400
     time.sleep(0.5)
-    assert provisioner.grants() == [] and provisioner.consumers() == []
+    assert provisioner.admin_api.grants() == [] and provisioner.admin_api.consumers() == []
     assert consumer_directories(provisioner.settings.data_dir) == []
 
 
@@ -196,7 +197,7 @@ def test_requests_edc_would_not_honour_are_refused(
         process.id, endpoint=provisioner.legacy_endpoint
     )
     assert sent.status == 400 and sent.outcome == "fatal"
-    assert provisioner.grants() == []
+    assert provisioner.admin_api.grants() == []
 
 
 def test_management_api_outage_asks_edc_to_retry(
@@ -242,8 +243,8 @@ def test_concurrent_duplicates_yield_one_deployment_and_one_callback(
     time.sleep(1.0)
     accepted = [c for c in world.callbacks(process.id, "provision") if c.status == 204]
     assert len(accepted) == 1
-    assert len(provisioner.grants()) == 1
-    assert len(provisioner.consumers()) == 1
+    assert len(provisioner.admin_api.grants()) == 1
+    assert len(provisioner.admin_api.consumers()) == 1
     consumer_dirs = consumer_directories(provisioner.settings.data_dir)
     assert len(consumer_dirs) == 1
 
@@ -265,18 +266,18 @@ def test_second_contract_of_a_consumer_joins_the_existing_deployment(
 
     assert second_credentials["endpoint"] == first_credentials["endpoint"]
     assert second_credentials["assets"] == ["dummy", "echo"]
-    assert len(provisioner.consumers()) == 1
+    assert len(provisioner.admin_api.consumers()) == 1
 
     world.transfer_processes[first.id].transition("TERMINATED")
     driver.send_legacy_deprovision(first.id, endpoint=provisioner.legacy_endpoint)
-    provisioner.wait_for_grant(first.id, {"revoked"})
+    provisioner.admin_api.wait_for_grant(first.id, {"revoked"})
     with httpx.Client(
         base_url=second_credentials["endpoint"],
         headers={"Authorization": f"Bearer {second_credentials['token']}"},
     ) as client:
         ids = [p["id"] for p in client.get("/processes").json()["processes"]]
     assert ids == ["dummy"], "only the revoked grant's asset disappears"
-    assert provisioner.consumer("heidi")["state"] == "ready"  # type: ignore[index]
+    assert provisioner.admin_api.consumer("heidi")["state"] == "ready"  # type: ignore[index]
 
 
 def test_callbacks_are_retried_on_conflict_and_server_errors(
@@ -299,9 +300,9 @@ def test_callback_rejected_for_good_gives_up_and_removes_the_deployment(
     process = world.new_transfer(asset_id="echo", consumer_id="judy")
     world.fail_next_callbacks(1000, status=503)
     driver.send_legacy_provision(process.id, endpoint=provisioner.legacy_endpoint)
-    grant = provisioner.wait_for_grant(process.id, {"failed"}, timeout=30)
+    grant = provisioner.admin_api.wait_for_grant(process.id, {"failed"}, timeout=30)
     assert "503" in grant["lastError"]
-    provisioner.assert_nothing_left("judy")
+    provisioner.admin_api.assert_nothing_left("judy")
 
 
 def test_endpoint_secret_is_required_when_configured(
@@ -318,7 +319,7 @@ def test_endpoint_secret_is_required_when_configured(
         wrong.id, endpoint=f"{provisioner.base_url}/edc/provision?secret=guess-guess-guess-guess"
     )
     assert guessed.status == 403
-    assert provisioner.grants() == []
+    assert provisioner.admin_api.grants() == []
     second = edc_standin.world.new_transfer(asset_id="echo", consumer_id="kim")
     accepted = edc_standin.driver.send_legacy_provision(
         second.id,
@@ -371,7 +372,7 @@ def test_two_consumers_never_see_each_others_jobs_files_or_tokens(
 
 def test_operations_endpoints(provisioner: RunningProvisioner, edc_standin: EdcStandIn) -> None:
     assert httpx.get(f"{provisioner.base_url}/healthz").status_code == 200
-    eventually(lambda: httpx.get(f"{provisioner.base_url}/readyz").status_code == 200, 10, "ready")
+    poll(lambda: httpx.get(f"{provisioner.base_url}/readyz").status_code == 200, 10, "ready")
     jwks = httpx.get(f"{provisioner.base_url}/.well-known/jwks.json").json()
     assert jwks["keys"][0]["kty"] == "EC" and "d" not in jwks["keys"][0]
     process = edc_standin.world.new_transfer(asset_id="echo", consumer_id="lena")
@@ -383,7 +384,7 @@ def test_operations_endpoints(provisioner: RunningProvisioner, edc_standin: EdcS
         in metrics
     )
     assert "provisioner_provisioning_seconds_count" in metrics
-    assert eventually(
+    assert poll(
         lambda: (
             "provisioner_active_consumers 1.0" in httpx.get(f"{provisioner.base_url}/metrics").text
         ),
@@ -408,11 +409,13 @@ def test_a_deprovision_before_the_provision_callback_is_answered_ends_revoked(
     world.wait_until(
         lambda: all(r.state == "PROVISIONED" for r in flow.resources.values()), timeout=30
     )
-    assert (provisioner.grant_for(process.id) or {}).get("state") == "provisioning"
+    assert (provisioner.admin_api.grant_for(process.id) or {}).get("state") == "provisioning"
     driver.terminate(process.id)
     assert driver.send_dataplane_deprovision(process.id).status == 200
 
     driver.wait_for_callback(process.id, "deprovision", timeout=30)
-    eventually(lambda: (provisioner.consumer("erin") or {}).get("state") == "removed", 30, "gone")
-    grant = provisioner.grant_for(process.id) or {}
+    poll(
+        lambda: (provisioner.admin_api.consumer("erin") or {}).get("state") == "removed", 30, "gone"
+    )
+    grant = provisioner.admin_api.grant_for(process.id) or {}
     assert grant.get("state") == "revoked", grant

@@ -27,14 +27,16 @@ def test_a_legacy_provision_with_such_an_id_is_a_400(
     response = httpx.post(provisioner.legacy_endpoint, content=LEGACY % bad, headers=JSON)
     assert response.status_code == 400, response.text
     assert "transferProcessId" in response.json()["detail"]
-    assert provisioner.grants() == []
+    assert provisioner.admin_api.grants() == []
 
 
 @pytest.mark.parametrize("bad", BAD_IDS)
 def test_a_dataplane_provision_with_such_an_id_is_a_400(
     provisioner: RunningProvisioner, bad: bytes
 ) -> None:
-    endpoint = f"{provisioner.base_url}/edc/dataplane/provision?{provisioner.endpoint_query}"
+    endpoint = (
+        f"{provisioner.base_url}/edc/dataplane/provision?secret={provisioner.endpoint_secret}"
+    )
     response = httpx.post(endpoint, content=DATAPLANE % bad, headers=JSON)
     assert response.status_code == 400, response.text
     assert "flowId" in response.json()["detail"]
@@ -45,7 +47,7 @@ def test_a_hand_grant_for_such_a_consumer_is_a_400(provisioner: RunningProvision
     response = provisioner.admin.post("/admin/grants", content=body, headers=JSON)
     assert response.status_code == 400, response.text
     assert "consumer_id" in response.json()["detail"]
-    assert provisioner.consumers() == []
+    assert provisioner.admin_api.consumers() == []
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,8 @@ from provisioner.grants.models import Flavour, Grant, GrantState
 from provisioner.services import Parts
 from provisioner.slugs import consumer_slug
 from workflow_common.clock import utcnow
-from workflow_testkit.provisioner import RunningProvisioner, eventually
+from workflow_testkit.polling import poll
+from workflow_testkit.provisioner import RunningProvisioner
 
 
 class Sabotaged:
@@ -58,7 +59,7 @@ def _grant(provisioner: RunningProvisioner, consumer: str, **extra: Any) -> dict
 
 
 def _state(provisioner: RunningProvisioner, grant_id: str) -> dict[str, Any]:
-    return next(g for g in provisioner.grants() if g["id"] == grant_id)
+    return next(g for g in provisioner.admin_api.grants() if g["id"] == grant_id)
 
 
 def test_a_failing_consumer_blocks_neither_provisioning_nor_revocation_nor_expiry(
@@ -72,29 +73,31 @@ def test_a_failing_consumer_blocks_neither_provisioning_nor_revocation_nor_expir
 
     provisioner = provisioner_factory(parts=Parts(wrap_deployer=sabotage))
     carol = _grant(provisioner, "carol")
-    eventually(lambda: _state(provisioner, carol["id"])["state"] == "active", 60, "carol active")
+    poll(lambda: _state(provisioner, carol["id"])["state"] == "active", 60, "carol active")
 
     # The broken ones come first: today's reconciler handles due grants oldest first.
     mallory, oscar = _grant(provisioner, "mallory"), _grant(provisioner, "oscar")
-    eventually(lambda: "mallory" in deployers[0].attempts, 10, "mallory's first attempt")
+    poll(lambda: "mallory" in deployers[0].attempts, 10, "mallory's first attempt")
     expires = datetime.now(UTC) + timedelta(seconds=4)
     dave = _grant(provisioner, "dave", expires_at=expires.isoformat())
     bob = _grant(provisioner, "bob")
     assert provisioner.admin.delete(f"/admin/grants/{carol['id']}").json()["revoked"] is True
 
-    eventually(lambda: _state(provisioner, bob["id"])["state"] == "active", 60, "bob active")
-    eventually(lambda: _state(provisioner, carol["id"])["state"] == "revoked", 60, "carol revoked")
-    eventually(
-        lambda: (provisioner.consumer("carol") or {}).get("state") == "removed", 60, "carol gone"
+    poll(lambda: _state(provisioner, bob["id"])["state"] == "active", 60, "bob active")
+    poll(lambda: _state(provisioner, carol["id"])["state"] == "revoked", 60, "carol revoked")
+    poll(
+        lambda: (provisioner.admin_api.consumer("carol") or {}).get("state") == "removed",
+        60,
+        "carol gone",
     )
-    eventually(lambda: _state(provisioner, dave["id"])["state"] == "revoked", 60, "dave expired")
+    poll(lambda: _state(provisioner, dave["id"])["state"] == "revoked", 60, "dave expired")
     assert _state(provisioner, dave["id"])["revokeReason"] == "the contract expired"
 
     for broken, message in ((mallory, "exploded"), (oscar, "image pull failed")):
         state = _state(provisioner, broken["id"])
         assert state["state"] == "provisioning"
         assert message in (state["lastError"] or ""), state
-    consumer = provisioner.consumer("mallory") or {}
+    consumer = provisioner.admin_api.consumer("mallory") or {}
     assert "exploded" in (consumer.get("message") or ""), consumer
 
     # Each broken grant backs off on its own: the gaps between attempts grow.
@@ -114,7 +117,7 @@ def test_a_consumer_id_whose_name_is_taken_is_refused_cleanly(
 
     provisioner = provisioner_factory(parts=Parts(slug_of=colliding))
     alice = _grant(provisioner, "alice")
-    eventually(lambda: _state(provisioner, alice["id"])["state"] == "active", 60, "alice active")
+    poll(lambda: _state(provisioner, alice["id"])["state"] == "active", 60, "alice active")
 
     refused = provisioner.admin.post(
         "/admin/grants", json={"consumer_id": "alicia", "asset_id": "echo"}
@@ -126,11 +129,11 @@ def test_a_consumer_id_whose_name_is_taken_is_refused_cleanly(
     # A request that raced past the intake's check (no consumer row yet) meets the reconciler's.
     raced = _insert_grant(provisioner, "alicia")
     bob = _grant(provisioner, "bob")
-    eventually(lambda: _state(provisioner, raced)["state"] == "failed", 60, "alicia's grant failed")
+    poll(lambda: _state(provisioner, raced)["state"] == "failed", 60, "alicia's grant failed")
     assert "another consumer" in (_state(provisioner, raced)["revokeReason"] or "")
-    eventually(lambda: _state(provisioner, bob["id"])["state"] == "active", 60, "bob active")
+    poll(lambda: _state(provisioner, bob["id"])["state"] == "active", 60, "bob active")
     assert _state(provisioner, alice["id"])["state"] == "active"
-    assert provisioner.consumer("alicia") is None
+    assert provisioner.admin_api.consumer("alicia") is None
 
 
 def _insert_grant(provisioner: RunningProvisioner, consumer_id: str) -> str:

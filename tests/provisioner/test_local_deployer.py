@@ -23,7 +23,7 @@ from provisioner.deployers.local.deployer import (
     consumer_environment,
 )
 from provisioner.deployers.local.sandbox import WORKER_UID_FILE, LocalSandbox
-from provisioner.signing_keys import SigningKey
+from provisioner.tokens.signing_key import SigningKey
 from tests.workflow_api.test_execution import _tree
 from workflow_contracts.tokens import ADMIN_SCOPE, CONSUMER_SCOPE
 from workflow_testkit.sandbox import require_sandbox, sandbox_settings

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from provisioner.deployers.local.sandbox import WORKER_UID_FILE, LocalSandbox
-from workflow_testkit.workflow_api import DUMMY_ASSETS, bound_socket
+from workflow_testkit.ports import bound_socket
+from workflow_testkit.workflow_api import DUMMY_ASSETS
 
 
 def _consumer_dirs(root: Path, *slugs: str) -> None:

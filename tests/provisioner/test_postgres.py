@@ -25,7 +25,7 @@ def test_provisioning_state_lives_in_postgresql(
         process = world.new_transfer(asset_id="echo", consumer_id="pg-consumer")
         driver.send_legacy_provision(process.id, endpoint=first.legacy_endpoint)
         callback = driver.wait_for_callback(process.id, "provision", timeout=60)
-        grants = first.grants()
+        grants = first.admin_api.grants()
         assert [g["state"] for g in grants] == ["active"]
     finally:
         first.stop()
@@ -37,7 +37,7 @@ def test_provisioning_state_lives_in_postgresql(
         admin_token=first.settings.admin_token.get_secret_value(),
     )
     try:
-        assert [g["state"] for g in second.grants()] == ["active"]
+        assert [g["state"] for g in second.admin_api.grants()] == ["active"]
         secret = callback.body["contentDataAddress"]["properties"][f"{EDC}authCode"].removeprefix(
             "Bearer "
         )
@@ -52,7 +52,7 @@ def test_provisioning_state_lives_in_postgresql(
             driver.send_legacy_deprovision(process.id, endpoint=second.legacy_endpoint).status
             == 200
         )
-        second.assert_nothing_left("pg-consumer", credentials["endpoint"])
+        second.admin_api.assert_nothing_left("pg-consumer", credentials["endpoint"])
     finally:
         second.stop()
         remove_leftover_deployments(tmp_path / "p", fresh_postgres_url)

@@ -17,7 +17,7 @@ from provisioner.edc.publisher import (
 from provisioner.settings import Settings
 from workflow_contracts.asset import load_catalog
 from workflow_testkit.edc_standin.fixture import EdcStandIn
-from workflow_testkit.provisioner import eventually
+from workflow_testkit.polling import poll
 from workflow_testkit.workflow_api import DUMMY_ASSETS
 
 
@@ -27,13 +27,13 @@ def test_published_on_startup_and_the_published_asset_provisions(
     world, driver = edc_standin.world, edc_standin.driver
     world.fail_next_lookups(2, status=503)  # EDC still starting: the publisher retries
     provisioner = provisioner_factory(edc_publish_on_startup=True)
-    echo = eventually(lambda: world.assets.get("echo"), 30, "echo published")
+    echo = poll(lambda: world.assets.get("echo"), 30, "echo published")
     assert echo.data_address == {
         "type": "ProvisionHttp",
         "baseUrl": provisioner.dataplane_endpoint("echo"),
     }
     assert echo.private_properties[MANAGED_BY] == "workflow-provisioner"
-    eventually(lambda: "echo-offer" in world.contract_definitions, 30, "the offer")
+    poll(lambda: "echo-offer" in world.contract_definitions, 30, "the offer")
     offer = world.contract_definitions["echo-offer"]
     assert (offer.access_policy_id, offer.contract_policy_id) == (
         "echo-access-policy",
@@ -41,7 +41,7 @@ def test_published_on_startup_and_the_published_asset_provisions(
     )
     publisher = provisioner.services.publisher
     assert publisher is not None
-    eventually(lambda: publisher.report is not None, 30, "the report")
+    poll(lambda: publisher.report is not None, 30, "the report")
     assert publisher.error is None
     status = provisioner.admin.get("/admin/offering").json()
     assert status["publishOnStartup"] and status["published"] and status["error"] is None
@@ -125,7 +125,7 @@ def test_a_failed_startup_publish_is_shown_in_the_admin_api(
     provisioner = provisioner_factory(
         edc_publish_on_startup=True, edc_management_api_key="not-the-key-edc-wants"
     )
-    status = eventually(
+    status = poll(
         lambda: (s := provisioner.admin.get("/admin/offering").json())["error"] and s,
         30,
         "the publisher's error",

@@ -15,8 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from workflow_testkit.provisioner import ENDPOINT_SECRET, eventually
-from workflow_testkit.workflow_api import DUMMY_ASSETS, bound_socket
+from workflow_testkit.polling import poll
+from workflow_testkit.ports import bound_socket
+from workflow_testkit.provisioner import ENDPOINT_SECRET
+from workflow_testkit.workflow_api import DUMMY_ASSETS
 
 HUNDRED_MB = 100 * 1024 * 1024
 CHUNK = b"x" * 65536
@@ -68,7 +70,7 @@ def serve(tmp_path: Path) -> Iterator[type[Served] | object]:
             except httpx.TransportError:
                 return False
 
-        eventually(healthy, 30, "provisioner serve")
+        poll(healthy, 30, "provisioner serve")
         return Served(port, process)
 
     yield start
@@ -180,4 +182,4 @@ def test_connections_beyond_the_bound_are_answered_503(serve: object) -> None:
     finally:
         for sock in idle:
             sock.close()
-    eventually(lambda: httpx.get(url, timeout=5).status_code == 200, 10, "served again")
+    poll(lambda: httpx.get(url, timeout=5).status_code == 200, 10, "served again")

@@ -24,7 +24,7 @@ import yaml
 from dockerfile_lint.parser import parse
 from dockerfile_lint.rules import DOCKERFILES, REPOSITORY
 from provisioner.settings import Settings as ProvisionerSettings
-from provisioner.signing_keys import SigningKey
+from provisioner.tokens.signing_key import SigningKey
 from tests.shipping.containers import ContainerOnHost, in_private_network, private_network_reason
 from workflow_api.settings import Settings as WorkflowApiSettings
 from workflow_contracts.tokens import CONSUMER_SCOPE

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from provisioner.signing_keys import SigningKey
+from provisioner.tokens.signing_key import SigningKey
 from workflow_testkit.workflow_api import RunningApi, start_api
 
 ALL_DUMMY_ASSETS = ("dummy", "input-dummy", "echo", "noop")

@@ -22,12 +22,12 @@ from workflow_api.db import Upload
 from workflow_api.errors import InvalidInputError
 from workflow_api.inputs import InputResolver
 from workflow_contracts.asset import WorkflowAsset, load_catalog
+from workflow_testkit.ports import bound_socket
 from workflow_testkit.workflow_api import (
     ALLOW_LOOPBACK,
     DUMMY_ASSETS,
     RunningApi,
     ThreadedServer,
-    bound_socket,
     execute,
     upload,
     wait_for_job,
@@ -198,6 +198,19 @@ def test_an_env_file_larger_than_its_limit_fails_the_job(
     info = wait_for_job(api.consumer, execute(api.consumer, "input-dummy", inputs))
     assert info["status"] == "failed"
     assert "more than 64 bytes" in info["message"]
+
+
+def test_an_env_file_the_quota_has_no_room_for_fails_the_job_naming_the_quota(
+    api_factory: Callable[..., RunningApi], file_server: FileServer
+) -> None:
+    api = api_factory(storage_quota=2048, **ALLOW_LOOPBACK)
+    file_server.files["/settings.env"] = b"GREETING=" + b"x" * 4096 + b"\n"
+    inputs = {**required_uploads(api), "settings": {"href": f"{file_server.base}/settings.env"}}
+    info = wait_for_job(api.consumer, execute(api.consumer, "input-dummy", inputs))
+    assert info["status"] == "failed", info
+    assert "of the 2 KiB quota is free" in info["message"]
+    assert file_server.requests == ["/settings.env"]
+    assert api.consumer.get("/quota").json()["reserved"] == 0
 
 
 def test_hrefs_into_this_api_are_recognised_parsed(api: RunningApi) -> None:

@@ -13,11 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from workflow_testkit.ports import bound_socket
 from workflow_testkit.workflow_api import (
     ALLOW_LOOPBACK,
     RunningApi,
     ThreadedServer,
-    bound_socket,
     execute,
     upload,
     wait_for_job,

@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from provisioner.signing_keys import SigningKey
+from provisioner.tokens.signing_key import SigningKey
 from workflow_api.app import create_app
+from workflow_testkit.ports import bound_socket
 from workflow_testkit.workflow_api import (
     RunningApi,
     ThreadedServer,
-    bound_socket,
     execute,
     make_settings,
     wait_for_job,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from minio import Minio
 
-from provisioner.signing_keys import SigningKey
+from provisioner.tokens.signing_key import SigningKey
 from workflow_testkit.servers.s3 import S3_ACCESS_KEY, S3_SECRET_KEY
 from workflow_testkit.workflow_api import RunningApi, execute, start_api, upload, wait_for_job
 

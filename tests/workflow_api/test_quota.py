@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from data_sidecar import run_push_out
-from provisioner.signing_keys import SigningKey
+from provisioner.tokens.signing_key import SigningKey
 from workflow_api.storage import base as keys
 from workflow_contracts.manifest import JobManifest, OutputTarget
 from workflow_testkit.workflow_api import RunningApi, execute, start_api, upload, wait_for_job

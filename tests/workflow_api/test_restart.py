@@ -12,16 +12,16 @@ from pathlib import Path
 import httpx
 from sqlmodel import Session, create_engine
 
-from provisioner.signing_keys import SigningKey
+from provisioner.tokens.signing_key import SigningKey
 from tests.workflow_api.test_execution import _alive, _tree
 from workflow_api.db import Job
 from workflow_api.execution.local.limits import JobCgroups
 from workflow_api.execution.manager import RESTARTED_MESSAGE
+from workflow_testkit.ports import bound_socket
 from workflow_testkit.sandbox import sandbox_settings
 from workflow_testkit.workflow_api import (
     DUMMY_ASSETS,
     ISSUER,
-    bound_socket,
     execute,
     start_api,
     wait_for_job,

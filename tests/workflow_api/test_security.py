@@ -10,7 +10,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from provisioner.signing_keys import SigningKey
+from provisioner.tokens.signing_key import SigningKey
 from workflow_contracts.tokens import ADMIN_SCOPE
 from workflow_testkit.workflow_api import RunningApi, execute, upload, wait_for_job
 

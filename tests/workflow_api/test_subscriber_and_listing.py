@@ -15,11 +15,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from data_sidecar.egress import Address
+from workflow_testkit.ports import bound_socket
 from workflow_testkit.workflow_api import (
     ALLOW_LOOPBACK,
     RunningApi,
     ThreadedServer,
-    bound_socket,
     execute,
     wait_for_job,
 )

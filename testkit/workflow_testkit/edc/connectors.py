@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from workflow_testkit.edc.runtimes import EDC_CONFIG, require_edc_runtime
+from workflow_testkit.ports import free_port
 
 MAIN_CLASS = "org.eclipse.edc.boot.system.runtime.BaseRuntime"
 JAVA = ["java", "-Xmx320m", "-XX:TieredStopAtLevel=1"]  # C1 only: starts faster on 2 cores
@@ -34,12 +34,6 @@ FAST_NEGOTIATION = {"0.15.1": ["negotiation.consumer", "negotiation.provider"]}
 def fast_state_machines(version: str) -> dict[str, str]:
     machines = FAST_MACHINES + FAST_NEGOTIATION.get(version, ["negotiation"])
     return {f"edc.{name}.state-machine.iteration-wait-millis": "50" for name in machines}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PortTakenError(RuntimeError):

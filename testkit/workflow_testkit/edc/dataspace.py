@@ -16,8 +16,8 @@ import httpx
 
 from provisioner.edc.offering import contract_definition_id
 from workflow_testkit.edc.connectors import DSP_PROTOCOL, EDC, Connector, query
-from workflow_testkit.edc.polling import poll
 from workflow_testkit.edc.provisioner_process import ProvisionerProcess
+from workflow_testkit.polling import poll
 
 ODRL = "http://www.w3.org/ns/odrl/2/"
 CONTEXT = {"@vocab": EDC, "odrl": ODRL}

@@ -13,14 +13,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from workflow_testkit.edc.connectors import free_port
-from workflow_testkit.edc.polling import poll
-from workflow_testkit.provisioner import FINAL_GRANT_STATES
+from workflow_testkit.ports import free_port
+from workflow_testkit.provisioner_admin import (
+    ProvisionerAdmin,
+    dataplane_endpoint,
+    legacy_endpoint,
+)
 from workflow_testkit.workflow_api import DUMMY_ASSETS
 
 
@@ -43,12 +45,15 @@ class ProvisionerProcess:
         return self.data_dir.parent / f"{self.data_dir.name}.log"
 
     @property
+    def admin_api(self) -> ProvisionerAdmin:
+        return ProvisionerAdmin(self.base_url, self.admin_token, self.data_dir)
+
+    @property
     def legacy_endpoint(self) -> str:
-        return f"{self.base_url}/edc/provision?secret={self.endpoint_secret}"
+        return legacy_endpoint(self.base_url, self.endpoint_secret)
 
     def dataplane_endpoint(self, asset_id: str) -> str:
-        query = f"asset={asset_id}&secret={self.endpoint_secret}"
-        return f"{self.base_url}/edc/dataplane/provision?{query}"
+        return dataplane_endpoint(self.base_url, asset_id, self.endpoint_secret)
 
     def settings(self) -> dict[str, str]:
         """The process environment: no PROVISIONER_* of ours leaks in, `environment` on top."""
@@ -118,16 +123,6 @@ class ProvisionerProcess:
     def tail(self, size: int = 4000) -> str:
         return self.log_file.read_text(errors="replace")[-size:] if self.log_file.exists() else ""
 
-    def admin(self, path: str, **params: Any) -> Any:
-        answer = httpx.get(
-            f"{self.base_url}/admin{path}",
-            params=params,
-            headers={"Authorization": f"Bearer {self.admin_token}"},
-            timeout=15,
-        )
-        answer.raise_for_status()
-        return answer.json()
-
     def metric(self, name: str, **labels: str) -> float:
         """The sum of `name`'s samples (from /metrics) whose labels include `labels`."""
         text = httpx.get(f"{self.base_url}/metrics", timeout=15).text
@@ -137,49 +132,3 @@ class ProvisionerProcess:
             for sample in family.samples
             if sample.name == name and labels.items() <= sample.labels.items()
         )
-
-    def grants(self) -> list[dict[str, Any]]:
-        grants: list[dict[str, Any]] = self.admin("/grants")["grants"]
-        return grants
-
-    def consumer(self, consumer_id: str) -> dict[str, Any] | None:
-        consumers = self.admin("/consumers")["consumers"]
-        return next((c for c in consumers if c["id"] == consumer_id), None)
-
-    def grant_for(self, transfer_process_id: str) -> dict[str, Any] | None:
-        return next(
-            (g for g in self.grants() if g["transferProcessId"] == transfer_process_id), None
-        )
-
-    def wait_for_grant(
-        self, transfer_process_id: str, states: set[str], timeout: float = 30
-    ) -> dict[str, Any]:
-        def reached() -> dict[str, Any] | None:
-            grant = self.grant_for(transfer_process_id)
-            return grant if grant and grant["state"] in states else None
-
-        return poll(reached, timeout, f"grant of {transfer_process_id} in {states}")
-
-    def assert_nothing_left(
-        self, consumer_id: str, endpoint: str | None = None, timeout: float = 30
-    ) -> None:
-        """No workflow-api answering, no consumer files, no grant in a non-final state."""
-        consumer = poll(
-            lambda: (c := self.consumer(consumer_id)) and c["state"] == "removed" and c,
-            timeout,
-            f"consumer {consumer_id} removed",
-        )
-        assert not (self.data_dir / "consumers" / consumer["slug"]).exists()
-        open_grants = [
-            g
-            for g in self.grants()
-            if g["consumerId"] == consumer_id and g["state"] not in FINAL_GRANT_STATES
-        ]
-        assert open_grants == []
-        if endpoint is None:
-            return
-        try:
-            httpx.get(f"{endpoint}/conformance", timeout=2)
-        except httpx.TransportError:
-            return
-        raise AssertionError(f"the workflow-api at {endpoint} still answers")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     from workflow_testkit.servers.s3 import S3Server
 
 from workflow_common.s3 import make_s3_client
+from workflow_testkit.ports import free_port
 
 # Loopback-only throwaway credentials of the test server (MinIO wants >= 8 characters).
 TEST_ROOT_USER = "workflow-tests-root"
@@ -82,13 +82,6 @@ def find_minio() -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _wait_ready(server: MinioServer, process: subprocess.Popen[bytes]) -> None:
     url = f"http://{server.endpoint}/minio/health/ready"
     deadline = time.monotonic() + _START_TIMEOUT_SECONDS
@@ -108,7 +101,7 @@ def running_minio(binary: Path) -> Iterator[MinioServer]:
     """A fresh server in a private temporary directory, stopped and removed on exit."""
     directory = Path(tempfile.mkdtemp(prefix="workflow-tests-minio-"))
     server = MinioServer(
-        endpoint=f"127.0.0.1:{_free_port()}",
+        endpoint=f"127.0.0.1:{free_port()}",
         root_user=TEST_ROOT_USER,
         root_password=TEST_ROOT_PASSWORD,
         directory=directory,
@@ -128,7 +121,7 @@ def running_minio(binary: Path) -> Iterator[MinioServer]:
         "--address",
         server.endpoint,
         "--console-address",
-        f"127.0.0.1:{_free_port()}",
+        f"127.0.0.1:{free_port()}",
         str(directory / "data"),
     ]
     with (directory / "server.log").open("wb") as log_file:

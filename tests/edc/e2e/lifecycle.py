@@ -42,7 +42,7 @@ def start_echo_transfer(
     transfer = space.transfer(agreement, consumer)
     access = space.workflow_access(transfer, consumer)
     flow = space.provider_transfer(transfer)
-    grant = space.provisioner.wait_for_grant(flow, {"active"})
+    grant = space.provisioner.admin_api.wait_for_grant(flow, {"active"})
     return Running(transfer, flow, grant["consumerId"], access)
 
 
@@ -50,8 +50,8 @@ def assert_ended(space: Dataspace, running: Running, consumer: Connector | None 
     """EDC's flow in its final state on both sides; nothing of the consumer left."""
     space.wait_state(space.provider, running.flow, FINAL_PROVIDER_STATES)
     space.wait_state(consumer or space.consumer, running.transfer, FINAL_CONSUMER_STATES)
-    space.provisioner.wait_for_grant(running.flow, {"revoked"})
-    space.provisioner.assert_nothing_left(running.consumer_id, running.access["endpoint"])
+    space.provisioner.admin_api.wait_for_grant(running.flow, {"revoked"})
+    space.provisioner.admin_api.assert_nothing_left(running.consumer_id, running.access["endpoint"])
     if space.version != "0.15.1":  # the data plane's flow, left only after our deprovision callback
         poll(
             lambda: space.dataflow_state(running.flow) == "DEPROVISIONED",

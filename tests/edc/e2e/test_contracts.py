@@ -14,7 +14,9 @@ def test_provisioner_timer_first_then_edc_policy_monitor(dataspace: Dataspace) -
     run_echo(running.access, asset_id=SHORT_ASSET)
 
     expiry = SHORT_VALIDITY_SECONDS + 10  # from before the signing: an upper bound
-    grant = space.provisioner.wait_for_grant(running.flow, {"revoking", "revoked"}, expiry)
+    grant = space.provisioner.admin_api.wait_for_grant(
+        running.flow, {"revoking", "revoked"}, expiry
+    )
     assert grant["revokeReason"] == "the contract expired"
     assert space.state(space.provider, running.flow) == "STARTED", "EDC's monitor came first"
 

@@ -18,7 +18,7 @@ from workflow_testkit.edc.dataspace import Dataspace
 
 def test_a_forged_provision_request_deploys_nothing(dataspace: Dataspace) -> None:
     space, provisioner = dataspace, dataspace.provisioner
-    before = {grant["id"] for grant in provisioner.grants()}
+    before = {grant["id"] for grant in provisioner.admin_api.grants()}
     forged_flow = str(uuid.uuid4())
     if space.legacy:
         url, body = (
@@ -47,8 +47,8 @@ def test_a_forged_provision_request_deploys_nothing(dataspace: Dataspace) -> Non
 
     assert 400 <= answer.status_code < 500, answer.text
     assert forged_flow in answer.json()["detail"]
-    assert {grant["id"] for grant in provisioner.grants()} == before
-    assert provisioner.grant_for(forged_flow) is None
+    assert {grant["id"] for grant in provisioner.admin_api.grants()} == before
+    assert provisioner.admin_api.grant_for(forged_flow) is None
 
 
 def test_the_provisioner_restarted_mid_flow_keeps_access_and_tears_down(
@@ -87,8 +87,8 @@ def test_the_provisioner_down_while_edc_provisions_converges(dataspace: Dataspac
         answer_times = probing.result()
     usable = time.monotonic() - back
     run_echo(access, "after the outage")
-    assert [g["transferProcessId"] for g in provisioner.grants()].count(flow) == 1
-    grant = provisioner.wait_for_grant(flow, {"active"})
+    assert [g["transferProcessId"] for g in provisioner.admin_api.grants()].count(flow) == 1
+    grant = provisioner.admin_api.wait_for_grant(flow, {"active"})
 
     # The provisioner's metrics count from its restart: what EDC sent once it was back.
     received = provisioner.metric("provisioner_requests_total", kind="provision")

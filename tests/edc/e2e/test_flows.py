@@ -54,12 +54,12 @@ def test_full_cycle_catalog_to_nothing_left(dataspace: Dataspace) -> None:
     print(f"\nEDC {space.version}: transfer request -> first successful job {first_job:.1f} s")
 
     flow = space.provider_transfer(transfer)
-    grant = space.provisioner.wait_for_grant(flow, {"active"})
+    grant = space.provisioner.admin_api.wait_for_grant(flow, {"active"})
     consumer_id = grant["consumerId"]
     assert consumer_id == "consumer"
 
     space.terminate(transfer)
     space.wait_state(space.provider, flow, FINAL_PROVIDER)
-    space.provisioner.wait_for_grant(flow, {"revoked"})
-    space.provisioner.assert_nothing_left(consumer_id, access["endpoint"])
+    space.provisioner.admin_api.wait_for_grant(flow, {"revoked"})
+    space.provisioner.admin_api.assert_nothing_left(consumer_id, access["endpoint"])
     assert space.wait_state(space.consumer, transfer, {"TERMINATED", "DEPROVISIONED"})

@@ -20,7 +20,7 @@ def test_published_asset_is_provisioned_and_the_consumer_runs_a_job_with_its_edr
     space = dataspace
     transfer = space.transfer(space.negotiate("echo"))
     flow = space.provider_transfer(transfer)
-    grant = space.provisioner.wait_for_grant(flow, {"active", "failed"}, 90)
+    grant = space.provisioner.admin_api.wait_for_grant(flow, {"active", "failed"}, 90)
     assert grant["state"] == "active", grant
     assert (grant["consumerId"], grant["assetId"]) == ("consumer", "echo")
     assert space.wait_state(space.provider, flow, {"STARTED"}) == "STARTED"

@@ -13,6 +13,7 @@ from workflow_api.errors import InvalidInputError
 from workflow_api.execution.env_files import RemoteEnvFileError, RemoteEnvFiles
 from workflow_api.execution.job_storage import JobStorage
 from workflow_api.inputs import Launch, env_file_variables
+from workflow_api.quota import QuotaExceededError
 from workflow_api.storage import base as keys
 from workflow_api.storage.base import ObjectStore
 from workflow_common.retry import PermanentError
@@ -38,7 +39,8 @@ class JobInputs:
         """Fetch the env-files given as http(s) hrefs, check them as the request checks inline
         ones, and keep what was read as the job's own copy (the worker sees those bytes, not a
         second download). Returns the launch with those files inline; the caller persists it.
-        Raises `PermanentError` when one cannot be read or is no valid env-file."""
+        Raises `PermanentError` when one cannot be read, is no valid env-file or does not fit
+        into the quota."""
         files, env = [], dict(launch.env)
         for source in launch.files:
             if not source.fetched_at_launch:
@@ -54,7 +56,10 @@ class JobInputs:
                 env.update(env_file_variables(item, text))
             except InvalidInputError as error:
                 raise PermanentError(str(error)) from error
-            self._store_text(job_id, source.id, text)
+            try:
+                self._store_text(job_id, source.id, text)
+            except QuotaExceededError as error:
+                raise PermanentError(f"input {source.id!r}: {error.detail}") from error
             files.append(source.model_copy(update={"url": None, "inline_text": text}))
         return launch.model_copy(update={"files": files, "env": env})
 

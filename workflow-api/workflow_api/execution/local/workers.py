@@ -14,7 +14,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from workflow_api.execution.local.limits import JobCgroups, Limits, apply_rlimits
 from workflow_common.proc_identity import group_members
@@ -92,12 +92,26 @@ class WorkerLauncher:
         env: dict[str, str],
         log_file: IO[bytes],
     ) -> Worker:
-        """Raises OSError when the worker cannot be started (nothing of it is left then)."""
+        """Raises OSError when the worker cannot be started (nothing of it is left then).
+
+        A confined start runs to its end even when the caller is cancelled meanwhile (the API
+        stopping): cut short, it left bwrap blocked on its block fd, or unblocked outside its
+        limits, and the start's pipes open. What it started is then stopped, and the
+        cancellation goes on."""
         assert asset.local is not None
         if self._policy is None:
             process = await _spawn(asset.local.command, workspace, env, log_file)
             return Worker(process, note="unconfined: WORKFLOW_API_SANDBOX=none")
-        return await self._start_confined(job_id, asset, workspace, env, log_file)
+        starting = asyncio.ensure_future(
+            self._start_confined(job_id, asset, workspace, env, log_file)
+        )
+        try:
+            return await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            await _despite_cancellation(starting)
+            if not starting.cancelled() and starting.exception() is None:
+                await _discard(starting.result())
+            raise
 
     async def _start_confined(
         self,
@@ -124,7 +138,7 @@ class WorkerLauncher:
             process = await _spawn(
                 command, workspace, env, log_file, pass_fds=(info_write, block_read)
             )
-        except OSError:
+        except BaseException:
             for descriptor in (info_read, info_write, block_read, block_write):
                 os.close(descriptor)
             raise
@@ -141,10 +155,8 @@ class WorkerLauncher:
             else:
                 confinement = apply_rlimits(worker.sandbox_init, limits)
             os.write(block_write, b"go")
-        except OSError:
-            worker.kill()
-            await process.wait()
-            worker.release()
+        except BaseException:
+            await _discard(worker)
             raise
         finally:
             os.close(info_read)
@@ -162,6 +174,20 @@ class WorkerLauncher:
         cgroups = JobCgroups.existing(job_id)
         if cgroups is not None:
             cgroups.remove()
+
+
+async def _despite_cancellation(task: asyncio.Future[Any]) -> None:
+    """Wait until `task` has ended, through any cancellation of the caller."""
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({task})
+
+
+async def _discard(worker: Worker) -> None:
+    """Kill a worker whose start did not complete, reap it and remove its cgroups."""
+    worker.kill()
+    await _despite_cancellation(asyncio.ensure_future(worker.process.wait()))
+    worker.release()
 
 
 def _signal_group(group: int, signal_number: signal.Signals) -> None:
