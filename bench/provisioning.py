@@ -5,6 +5,9 @@ Everything runs in this process except the workflow-apis: the stand-in EDC and a
 in threads; the provisioner starts one `python -m workflow_api serve` process per consumer, exactly
 as in production.
 
+Longer than our ~300 lines on purpose: one script a reader runs as a whole, each measured phase
+next to its baseline from the same run (the shared machinery lives in `harness.py` and the kit).
+
     baseline   a bare `python -m workflow_api serve`, with the environment the deployer gives a
                consumer: Popen → GET /conformance answers 200 (polled every 10 ms through one
                client), and SIGTERM → exit; one sample right before each new-consumer sample

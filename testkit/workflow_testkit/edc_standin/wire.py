@@ -4,6 +4,9 @@
 - data-plane `ProvisionHttpRequest` (reference §2.4);
 - Management API v3 responses, compacted JSON-LD with the default management context (§2.9);
 - EDC's error bodies (`ApiErrorDetail` lists).
+
+Longer than our ~300 lines on purpose: every shape EDC puts on the wire in one module, so it can
+be compared line by line with the recorded real exchanges.
 """
 
 from __future__ import annotations

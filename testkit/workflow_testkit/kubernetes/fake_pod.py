@@ -1,6 +1,9 @@
 """One pod on the fake kubelet: its containers as local process groups, its status in the API.
 
 See `fake_kubelet` for what is and is not simulated.
+
+Longer than our ~300 lines on purpose: one pod's whole life (volumes, init and main containers,
+status updates, log files, termination) is one state machine, read in one place.
 """
 
 from __future__ import annotations
