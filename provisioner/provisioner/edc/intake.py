@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 
 from provisioner.edc.expiry import PolicyError, agreement_end
 from provisioner.edc.management import (
+    ENDED,
     EdcUnavailableError,
     ManagementClient,
     NotFoundInEdcError,
@@ -36,19 +37,7 @@ log = logging.getLogger(__name__)
 # EDC asks for a deprovision only once the provider transfer process is ending (reference §1.10,
 # §2.10, §3.3): legacy from DEPROVISIONING; the data plane after the control plane's TERMINATING
 # or a completion. Anything earlier is a live transfer, and its grant stays.
-TRANSFER_ENDING = frozenset(
-    {
-        "COMPLETING",
-        "COMPLETING_REQUESTED",
-        "COMPLETED",
-        "TERMINATING",
-        "TERMINATING_REQUESTED",
-        "TERMINATED",
-        "DEPROVISIONING",
-        "DEPROVISIONING_REQUESTED",
-        "DEPROVISIONED",
-    }
-)
+TRANSFER_ENDING = frozenset({"COMPLETING", "COMPLETING_REQUESTED", "COMPLETED"} | ENDED)
 
 
 @dataclass(frozen=True)
