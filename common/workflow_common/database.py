@@ -8,20 +8,40 @@ service's tables: `make_engine(url, ServiceTable.metadata)` creates those and no
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, DateTime, MetaData, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Dialect, Engine, make_url
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, create_engine
 
+from workflow_common.clock import as_utc
 from workflow_common.private_files import private_file
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored and compared in UTC on every database, read back aware in UTC.
+
+    SQLite keeps no offset (it would store an aware value's wall-clock time as if it were UTC),
+    PostgreSQL answers in the session's time zone: so every value, stored or compared, is
+    converted to UTC on the way in (a naive one is taken as UTC already), and labelled UTC on
+    the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
 def timestamp_field(*, nullable: bool = False, index: bool = False) -> Any:
-    return Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index)
-    )
+    return Field(default=None, sa_column=Column(UtcDateTime(), nullable=nullable, index=index))
 
 
 def make_engine(url: str, metadata: MetaData) -> Engine:

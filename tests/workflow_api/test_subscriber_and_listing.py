@@ -6,6 +6,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -166,6 +167,26 @@ def test_a_subscriber_name_resolving_to_loopback_is_called_only_when_allow_liste
     kind, body = box.wait_for(1)[0]
     assert kind == "success"
     assert body["echo"]["href"].endswith(f"/jobs/{job_id}/results/echo")
+
+
+def test_the_datetime_filter_takes_offsets_as_instants(api: RunningApi) -> None:
+    client = api.consumer
+    job_id = execute(client, "echo", {"message": "when"})
+    wait_for_job(client, job_id)
+    created = datetime.fromisoformat(client.get(f"/jobs/{job_id}").json()["created"])
+
+    def ids(interval: str) -> list[str]:
+        return [
+            job["jobID"]
+            for job in client.get("/jobs", params={"datetime": interval}).json()["jobs"]
+        ]
+
+    for offset in (timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))):
+        before = (created - timedelta(seconds=30)).astimezone(offset).isoformat()
+        after = (created + timedelta(seconds=30)).astimezone(offset).isoformat()
+        assert ids(f"{before}/{after}") == [job_id], offset
+        assert ids(f"{after}/..") == [], offset
+        assert ids(f"../{before}") == [], offset
 
 
 def test_job_list_filters_and_pages(api: RunningApi) -> None:
