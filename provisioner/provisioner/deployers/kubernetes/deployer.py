@@ -98,20 +98,6 @@ class _Record:
         return asdict(self)
 
 
-def retried(error: KubernetesApiError | RetriedWorkError) -> RetriedWorkError:
-    """An API error in the retry taxonomy: 429, 5xx and no answer are temporary (the client has
-    already retried them), any other answer permanent. The client's `ApiUnavailableError` and
-    `ApiRefusedError` already are."""
-    if isinstance(error, TemporaryError | PermanentError):
-        return error
-    kind = (
-        TemporaryError
-        if isinstance(error, KubernetesApiError) and error.retryable
-        else PermanentError
-    )
-    return kind(str(error))
-
-
 def _ours(namespace: Any, spec: ConsumerSpec) -> bool:
     labels = namespace.metadata.labels or {}
     annotations = namespace.metadata.annotations or {}
@@ -170,7 +156,7 @@ class KubernetesDeployer:
                     return self._not_available(spec, record, None, now, waiting)
                 record = replace(record, inputs=inputs, synced_at=now)
             deployment = self._api.read("Deployment", API_NAME, namespace)
-        except (KubernetesApiError, RetriedWorkError) as error:
+        except RetriedWorkError as error:  # the client's errors and storage's are taxonomy members
             return self._trouble(spec, record, now, error)
         if deployment is not None and rollout_complete(deployment):
             if record.waiting_since is not None or not record.was_ready:
@@ -281,11 +267,11 @@ class KubernetesDeployer:
         spec: ConsumerSpec,
         record: _Record,
         now: float,
-        error: KubernetesApiError | RetriedWorkError,
+        error: RetriedWorkError,
     ) -> DeploymentStatus:
-        """An API or storage error: retryable ones wait (a ready consumer stays ready), others
-        fail at once."""
-        retryable = isinstance(retried(error), TemporaryError)
+        """An API or storage error: temporary ones wait (a ready consumer stays ready), permanent
+        ones fail at once (the client's errors already are one or the other)."""
+        retryable = isinstance(error, TemporaryError)
         message = f"{type(error).__name__}: {error}"
         if not retryable:
             return self._fail(spec, record, message)
@@ -306,7 +292,7 @@ class KubernetesDeployer:
             if live is not None and _ours(live, spec):
                 self._api.delete("Namespace", namespace)
             self._storage.remove(spec)
-        except (KubernetesApiError, RetriedWorkError) as error:
+        except RetriedWorkError as error:  # the client's errors and storage's are taxonomy members
             log.warning("consumer %s: cleaning up failed: %s", spec.consumer_id, error)
             message += f" (cleaning up failed too: {error})"
         return DeploymentStatus("failed", None, _Record().to_detail(), message)
