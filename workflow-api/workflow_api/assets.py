@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from workflow_api.db import Grant
 from workflow_api.errors import NoSuchProcessError, NotFoundError
-from workflow_common.clock import as_utc, utcnow
+from workflow_common.clock import utcnow
 from workflow_contracts.asset import WorkflowAsset
 
 
@@ -63,4 +63,4 @@ class AssetRegistry:
 
 
 def _in_force(grant: Grant) -> bool:
-    return grant.expires_at is None or as_utc(grant.expires_at) > utcnow()
+    return grant.expires_at is None or grant.expires_at > utcnow()

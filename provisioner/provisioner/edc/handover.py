@@ -14,7 +14,6 @@ from provisioner.grants.live import live_grants_of
 from provisioner.grants.models import Consumer, ConsumerState, Flavour, Grant
 from provisioner.storage.credentials import CredentialSecrets
 from provisioner.tokens.issuing import TokenService, workflow_api_audience
-from workflow_common.clock import as_utc
 
 
 class Handover:
@@ -104,4 +103,4 @@ def _latest_end(grants: list[Grant]) -> datetime | None:
     ends = [grant.expires_at for grant in grants]
     if not ends or any(end is None for end in ends):
         return None
-    return max(as_utc(end) for end in ends if end is not None)
+    return max(end for end in ends if end is not None)

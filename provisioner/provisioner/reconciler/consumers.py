@@ -21,7 +21,7 @@ from provisioner.grants.models import Consumer, ConsumerState
 from provisioner.reconciler.store import ReconcilerStore
 from provisioner.tokens.issuing import workflow_api_audience
 from provisioner.workflow_apis import WorkflowApiClient
-from workflow_common.clock import as_utc, utcnow
+from workflow_common.clock import utcnow
 from workflow_common.retry import RetriedWorkError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class ConsumerLifecycle:
         if consumer.state is ConsumerState.TEARING_DOWN:
             self.tear_down(consumer)
         elif counting_grants == 0:
-            idle_since = as_utc(consumer.idle_since) if consumer.idle_since else now
+            idle_since = consumer.idle_since if consumer.idle_since else now
             if consumer.idle_since is None:
                 self._store.update_consumer(consumer, idle_since=now)
             if now - idle_since >= self._grace:
@@ -144,7 +144,7 @@ class ConsumerLifecycle:
             log.exception("consumer %s: could not record the error", consumer.id)
 
     def _supervision_due(self, consumer: Consumer, now: datetime) -> bool:
-        checked = as_utc(consumer.checked) if consumer.checked else None
+        checked = consumer.checked if consumer.checked else None
         return checked is None or now - checked >= self._supervise_every
 
     def _remove(self, spec: ConsumerSpec, detail: dict[str, Any]) -> str | None:

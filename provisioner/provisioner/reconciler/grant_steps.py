@@ -35,7 +35,7 @@ from provisioner.metrics import Metrics
 from provisioner.reconciler.consumers import ConsumerLifecycle, api_endpoint, spec_of
 from provisioner.reconciler.store import ReconcilerStore
 from provisioner.workflow_apis import WorkflowApiClient
-from workflow_common.clock import as_utc, utcnow
+from workflow_common.clock import utcnow
 from workflow_common.retry import PermanentError, RetriedWorkError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class GrantSteps:
                 grant.granted_in_api = True
             callback = self._edc.build_callback(grant, consumer, "provision")
             if callback is not None:
-                not_before = as_utc(grant.created) + self._timing.callback_delay
+                not_before = grant.created + self._timing.callback_delay
                 if utcnow() < not_before:  # EDC may still hold the lease of its request
                     self._save(grant, GrantState.PROVISIONING, next_attempt_at=not_before)
                     return
@@ -160,7 +160,7 @@ class GrantSteps:
             last_error="",
             attempts=0,
         ):
-            seconds = (now - as_utc(grant.created)).total_seconds()
+            seconds = (now - grant.created).total_seconds()
             self._metrics.provisioning_seconds.labels(grant.flavour.value).observe(seconds)
             log.info(
                 "grant %s active for consumer %s after %.3f s", grant.id, grant.consumer_id, seconds
@@ -188,7 +188,7 @@ class GrantSteps:
         self._count_callback_failure(grant, error, "provision")
         attempts = grant.attempts + 1
         now = utcnow()
-        deadline = as_utc(grant.callback_deadline) if grant.callback_deadline else None
+        deadline = grant.callback_deadline if grant.callback_deadline else None
         if isinstance(error, TemporaryError) and (deadline is None or now < deadline):
             log.warning("grant %s: %s (attempt %d, retrying)", grant.id, error, attempts)
             self._save(
@@ -281,7 +281,7 @@ class GrantSteps:
                 self._post_deprovision_callback(grant, consumer)
         except RetriedWorkError as error:
             self._count_callback_failure(grant, error, "deprovision")
-            deadline = as_utc(grant.callback_deadline) if grant.callback_deadline else utcnow()
+            deadline = grant.callback_deadline if grant.callback_deadline else utcnow()
             if isinstance(error, TemporaryError) and utcnow() < deadline:
                 attempts = grant.attempts + 1
                 log.warning("grant %s: revoking: %s (attempt %d)", grant.id, error, attempts)

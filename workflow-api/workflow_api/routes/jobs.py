@@ -167,6 +167,6 @@ def _within(job: Job, minimum: int | None, maximum: int | None, status_filtered:
     """Durations: running = now - started, finished = finished - started (accepted: no duration)."""
     if job.started is None:
         return False
-    end = as_utc(job.finished) if job.finished else utcnow()
-    seconds = (end - as_utc(job.started)).total_seconds()
+    end = job.finished or utcnow()
+    seconds = (end - job.started).total_seconds()
     return (minimum is None or seconds >= minimum) and (maximum is None or seconds <= maximum)
