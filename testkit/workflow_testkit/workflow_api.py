@@ -33,10 +33,13 @@ ALLOW_LOOPBACK = {"egress_allow_cidrs": ["127.0.0.1/32"]}
 class ThreadedServer:
     """A uvicorn server in a thread, serving on a socket bound before the app is built."""
 
-    def __init__(self, app: Any, sock: socket.socket) -> None:
+    def __init__(self, app: Any, sock: socket.socket, **options: Any) -> None:
+        """`options`: more of uvicorn's settings (e.g. a certificate to serve TLS)."""
         self._sock = sock
         self.server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10)
+            uvicorn.Config(
+                app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10, **options
+            )
         )
         self._thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [sock]}, daemon=True
@@ -49,6 +52,12 @@ class ThreadedServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the test server did not start")
             time.sleep(0.02)
+
+    @property
+    def url(self) -> str:
+        """Where it really listens (a `public_url` may name a proxy in front of it)."""
+        host, port = self._sock.getsockname()[:2]
+        return f"http://{host}:{port}"
 
     def stop(self) -> None:
         self.server.should_exit = True

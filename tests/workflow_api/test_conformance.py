@@ -107,6 +107,26 @@ def test_execute_request_in_the_spec_shape_is_accepted(api: RunningApi) -> None:
     assert wait_for_job(api.consumer, response.json()["jobID"])["status"] == "successful"
 
 
+def test_a_status_document_can_be_followed_from_the_execute_answer(api: RunningApi) -> None:
+    client = api.consumer
+    response = client.post(
+        "/processes/echo/execution", json={"inputs": {"message": "x", "pause": 5}}
+    )
+    links = {link["rel"]: link["href"] for link in response.json()["links"]}
+    job_url = f"{api.base_url}/jobs/{response.json()['jobID']}"
+    assert links["monitor"] == links["self"] == job_url
+    assert links[f"{OGC_REL}/results"] == f"{job_url}/results"  # "not ready" until it ends
+    client.delete(job_url)
+
+
+def test_description_values_match_one_branch_of_the_standards_oneof(api: RunningApi) -> None:
+    """The schema allows string | number | integer | array | object: an integer matches two."""
+    parameters = api.consumer.get("/processes/echo").json()["additionalParameters"]["parameters"]
+    assert {p["name"] for p in parameters} >= {"image", "cpu", "memory", "gpu", "timeoutSeconds"}
+    for parameter in parameters:
+        assert all(isinstance(value, str) for value in parameter["value"]), parameter
+
+
 def test_unknown_job_is_no_such_job(api: RunningApi) -> None:
     for path in ("/jobs/{}", "/jobs/{}/results", "/jobs/{}/results/echo"):
         response = api.consumer.get(path.format(uuid.uuid4()))

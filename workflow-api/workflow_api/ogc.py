@@ -83,11 +83,16 @@ def process_description(asset: WorkflowAsset, base_url: str) -> dict[str, Any]:
         "additionalParameters": {
             "title": "execution",
             "parameters": [
-                {"name": "image", "value": [asset.execution.image]},
-                {"name": "cpu", "value": [resources.cpu]},
-                {"name": "memory", "value": [resources.memory]},
-                {"name": "gpu", "value": [resources.gpu]},
-                {"name": "timeoutSeconds", "value": [asset.execution.timeout_seconds]},
+                # As text: an integer matches both the `number` and the `integer` branch of
+                # the standard's `oneOf` for these values, and so is valid under none.
+                {"name": name, "value": [str(value)]}
+                for name, value in (
+                    ("image", asset.execution.image),
+                    ("cpu", resources.cpu),
+                    ("memory", resources.memory),
+                    ("gpu", resources.gpu),
+                    ("timeoutSeconds", asset.execution.timeout_seconds),
+                )
             ],
         },
     }
@@ -101,13 +106,16 @@ def status_info(job: Job, base_url: str) -> dict[str, Any]:
     href = f"{base_url}/jobs/{job.id}"
     links = [
         link(href, "self", title="job status"),
+        # From the start, so that a client can follow the job from the execute's answer.
+        link(href, "monitor", title="job status"),
         link(f"{base_url}/jobs", "up", title="job list"),
         link(f"{href}/logs", f"{OGC_REL}/log", "text/plain", "job log"),
     ]
-    if job.status is JobStatus.SUCCESSFUL:
-        links.append(link(f"{href}/results", f"{OGC_REL}/results", title="job results"))
-    elif job.status is JobStatus.FAILED:
+    if job.status is JobStatus.FAILED:
         links.append(link(f"{href}/results", f"{OGC_REL}/exceptions", title="job failure"))
+    elif job.status is not JobStatus.DISMISSED:
+        # While the job runs its results answer "not ready" (404), as the standard says.
+        links.append(link(f"{href}/results", f"{OGC_REL}/results", title="job results"))
     info: dict[str, Any] = {
         "jobID": job.id,
         "id": job.id,
